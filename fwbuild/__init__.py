@@ -1,0 +1,1 @@
+"""fwbuild: a small, board-agnostic firmware build engine on top of doit."""

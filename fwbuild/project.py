@@ -1,0 +1,292 @@
+"""A project: a board file, its recipes, pins and overrides, and what defines every stage.
+
+Each stage of each package has a *key*: the SHA-256 of a JSON document listing everything that
+defines the stage's output, including the key of the stage before it. A stage is up to date when
+its stamp file holds the same key, so changing any input reruns exactly that stage and the ones
+after it, in this package and in the packages that depend on it. Keys are computed from small
+things (digests, patch files, recipe files, the toolchain's identity), never by walking a
+source tree, so asking doit "is anything to do?" stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import json
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from fwbuild.config import Board, load_board
+from fwbuild.errors import ConfigError
+from fwbuild.overrides import Overrides, load_overrides, tree_fingerprint
+from fwbuild.pins import Pins
+from fwbuild.recipe import Package, Source
+from fwbuild.toolchain import ZigToolchain
+
+STAGES = ("fetch", "patch", "configure", "build", "install")
+# Bump when the engine changes what a stage produces, so every stamp made before is stale.
+ENGINE_STAMP_VERSION = 1
+
+
+def digest_json(value: Any) -> str:
+    data = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_recipe(recipes_dir: Path, name: str, board: Board, patches_dir: Path) -> Package:
+    file = recipes_dir / f"{name}.py"
+    if not file.exists():
+        raise ConfigError(
+            f"no recipe for package {name!r}: {file} does not exist; add it or remove the "
+            "package from the board's [board] packages / the recipe's depends"
+        )
+    module_name = f"fwbuild_recipes.{name}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a broken recipe must say which file
+        raise ConfigError(f"recipe {file} failed to load: {type(exc).__name__}: {exc}") from exc
+    classes = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, Package)
+        and obj.__module__ == module_name
+        and getattr(obj, "name", None) == name
+    ]
+    if len(classes) != 1:
+        raise ConfigError(
+            f"recipe {file} must define exactly one Package subclass with name = {name!r} "
+            f"(found {len(classes)})"
+        )
+    cls = classes[0]
+    if not isinstance(getattr(cls, "version", None), str):
+        raise ConfigError(f"recipe {file}: {cls.__name__}.version must be a string")
+    own = patches_dir / name / cls.version
+    own_patches = tuple(
+        sorted(p for p in own.glob("*.patch*") if p.suffix in {".patch", ".gz"})
+        if own.is_dir()
+        else ()
+    )
+    return cls(board=board, recipe_file=file, own_patches=own_patches)
+
+
+@dataclass
+class Project:
+    board: Board
+    overrides: Overrides
+    pins: Pins
+    packages: dict[str, Package] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, board_file: Path, project_dir: Path | None = None) -> Project:
+        board = load_board(board_file, project_dir)
+        project = cls(
+            board=board,
+            overrides=load_overrides(board.overrides_file),
+            pins=Pins.load(board.paths.pins),
+        )
+        project._load_packages()
+        return project
+
+    # --- recipes ---------------------------------------------------------------------------
+    def _load_packages(self) -> None:
+        order: list[str] = []
+        visiting: list[str] = []
+
+        def visit(name: str, wanted_by: str | None) -> None:
+            if name in self.packages:
+                return
+            if name in visiting:
+                cycle = " -> ".join([*visiting[visiting.index(name) :], name])
+                raise ConfigError(f"dependency cycle between recipes: {cycle}")
+            visiting.append(name)
+            try:
+                pkg = load_recipe(self.board.paths.recipes, name, self.board, self.patches_dir)
+            except ConfigError as exc:
+                if wanted_by:
+                    raise ConfigError(f"{exc} (needed by {wanted_by})") from None
+                raise
+            for dep in pkg.depends:
+                visit(dep, name)
+            visiting.pop()
+            self.packages[name] = pkg
+            order.append(name)
+
+        for name in self.board.packages:
+            visit(name, None)
+        unknown = set(self.overrides.packages) - set(self.packages)
+        if unknown:
+            raise ConfigError(
+                f"{self.overrides.file}: overrides for package(s) {sorted(unknown)} that this "
+                f"board does not build (it builds {sorted(self.packages)})"
+            )
+
+    @property
+    def patches_dir(self) -> Path:
+        return self.board.paths.patches
+
+    def closure(self, name: str) -> list[str]:
+        """The package's dependencies, transitively, dependencies first."""
+        seen: list[str] = []
+
+        def walk(n: str) -> None:
+            for dep in self.packages[n].depends:
+                if dep not in seen:
+                    walk(dep)
+                    seen.append(dep)
+
+        walk(name)
+        return seen
+
+    # --- toolchain ---------------------------------------------------------------------------
+    @cached_property
+    def toolchain(self) -> ZigToolchain:
+        t = self.board.target
+        return ZigToolchain(
+            arch=t.arch,
+            cpu=t.cpu,
+            libc=t.libc,
+            triplet=t.triplet,
+            bindir=self.board.paths.build / "toolchain" / "bin",
+            cflags=t.cflags,
+            ldflags=t.ldflags,
+        )
+
+    # --- where things are --------------------------------------------------------------------
+    def workdir(self, name: str) -> Path:
+        return self.board.paths.build / name
+
+    def srcdir(self, name: str) -> Path:
+        return self.workdir(name) / "src"
+
+    def stagingdir(self, name: str) -> Path:
+        return self.workdir(name) / "staging"
+
+    def stamp_path(self, name: str, stage: str) -> Path:
+        return self.workdir(name) / "stamps" / f"{stage}.json"
+
+    def log_path(self, name: str, stage: str) -> Path:
+        return self.workdir(name) / "logs" / f"{stage}.log"
+
+    def remote_digests(self, source: Source) -> dict[str, str]:
+        return source.digests() or self.pins.digests(source.filename)
+
+    def local_file(self, source: Source) -> Path:
+        """Where a source lives once fetched: its override, or the download directory."""
+        override = self.overrides.files.get(source.filename)
+        if override:
+            return override.path
+        return self.board.paths.downloads / source.filename
+
+    # --- keys --------------------------------------------------------------------------------
+    @cached_property
+    def keys(self) -> dict[tuple[str, str], str]:
+        keys: dict[tuple[str, str], str] = {}
+        for name in self.packages:  # dependencies come first: they were loaded first
+            for stage in STAGES:
+                keys[(name, stage)] = digest_json(self.stage_inputs(name, stage, keys))
+        return keys
+
+    def key(self, name: str, stage: str) -> str:
+        return self.keys[(name, stage)]
+
+    def stage_inputs(
+        self, name: str, stage: str, keys: dict[tuple[str, str], str]
+    ) -> dict[str, Any]:
+        pkg = self.packages[name]
+        base: dict[str, Any] = {"engine": ENGINE_STAMP_VERSION, "stage": stage}
+        if stage == "fetch":
+            override = self.overrides.packages.get(name)
+            files: list[Any] = []
+            for s in [*pkg.active_sources(), *pkg.active_patches()]:
+                local = self.overrides.files.get(s.filename)
+                digests = local.digests if local else self.remote_digests(s)
+                files.append([s.filename, digests, str(local.path) if local else None])
+            if override and override.tarball:
+                files[0] = ["override", override.tarball.digests, str(override.tarball.path)]
+            return {**base, "files": files}
+        if stage == "patch":
+            override = self.overrides.packages.get(name)
+            return {
+                **base,
+                "fetch": keys[(name, "fetch")],
+                "srcdir": (
+                    [str(override.srcdir), tree_fingerprint(override.srcdir)]
+                    if override and override.srcdir
+                    else None
+                ),
+                "downloaded": [[p.filename, p.strip] for p in pkg.active_patches()],
+                "own": [[p.name, file_sha256(p)] for p in pkg.own_patches],
+            }
+        if stage == "configure":
+            return {
+                **base,
+                "patch": keys[(name, "patch")],
+                "version": pkg.version,
+                "recipe": file_sha256(pkg.recipe_file),
+                "toolchain": self.toolchain.identity() if pkg.toolchain == "target" else None,
+                "variants": pkg.variant_values,
+                "deps": {d: keys[(d, "install")] for d in self.closure(name)},
+            }
+        previous = STAGES[STAGES.index(stage) - 1]
+        return {**base, previous: keys[(name, previous)]}
+
+    @cached_property
+    def rootfs_inputs(self) -> dict[str, Any]:
+        overlay = self.board.overlay
+        return {
+            "engine": ENGINE_STAMP_VERSION,
+            "packages": {n: self.key(n, "install") for n in self.packages},
+            "overlay": (
+                [
+                    [p, file_sha256(overlay / p), (overlay / p).stat().st_mode & 0o7777]
+                    for p, _, _ in tree_fingerprint(overlay)
+                ]
+                if overlay and overlay.is_dir()
+                else None
+            ),
+            "permissions": file_sha256(self.board.permissions)
+            if self.board.permissions and self.board.permissions.exists()
+            else None,
+            "rootfs_dir": str(self.board.paths.rootfs),
+        }
+
+    @property
+    def rootfs_key(self) -> str:
+        return digest_json(self.rootfs_inputs)
+
+    @property
+    def rootfs_stamp(self) -> Path:
+        return self.board.paths.build / "stamps" / "rootfs.json"
+
+
+# --- stamps --------------------------------------------------------------------------------
+def read_stamp(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_stamp(path: Path, key: str, **extra: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, **extra}, indent=1))
+    tmp.replace(path)
+
+
+def stamp_matches(path: Path, key: str) -> bool:
+    stamp = read_stamp(path)
+    return stamp is not None and stamp.get("key") == key

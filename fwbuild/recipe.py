@@ -1,0 +1,214 @@
+"""What a recipe declares, and the generic package kinds a recipe builds on.
+
+A recipe is one module in ``recipes/`` with one subclass of :class:`Package`. It states what differs
+from the generic kind (Spack's ``package.py`` and Buildroot's ``autotools-package`` are the model):
+
+    class Hello(MakePackage):
+        name = "hello"
+        version = "1.0"
+        license = "MIT"
+        sources = (Source("hello-1.0.tar.gz", urls=("https://example.org/hello-1.0.tar.gz",),
+                          sha256="..."),)
+        patches = (Patch("hello-fix.patch.gz", urls=(...,), sha256="...", when="+fancy"),)
+        depends = ("libgreet",)
+        target_files = {"usr/bin/hello": 0o755}
+
+        def make_args(self, ctx):
+            return [f"CC={ctx.env['CC']}"]
+
+Our own patches are not declared: every ``patches/<name>/<version>/*.patch`` is applied in name
+order after the downloaded ones.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from fwbuild.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fwbuild.config import Board
+    from fwbuild.steps import Context
+
+DIGEST_ALGOS = ("sha256", "sha512", "sha1", "md5")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file to download and verify. The first source of a package is its source tarball."""
+
+    filename: str
+    urls: tuple[str, ...] = ()
+    sha256: str | None = None
+    sha512: str | None = None
+    sha1: str | None = None
+    md5: str | None = None
+    when: str | None = None
+
+    def digests(self) -> dict[str, str]:
+        return {a: getattr(self, a).lower() for a in DIGEST_ALGOS if getattr(self, a)}
+
+
+@dataclass(frozen=True)
+class Patch(Source):
+    """A downloaded patch (plain or .gz), applied before our own patches in declaration order."""
+
+    strip: int = 1
+
+
+@dataclass(frozen=True)
+class DeviceNeed:
+    """A device node the package needs at run time; the image must provide it."""
+
+    path: str
+    kind: str  # "c" or "b"
+    major: int
+    minor: int
+    mode: int = 0o600
+    why: str = ""
+
+
+@dataclass
+class Package:
+    """The generic package: nothing to configure, build or install unless a recipe says so."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    license: ClassVar[str] = "unknown"
+    license_files: ClassVar[tuple[str, ...]] = ()
+    homepage: ClassVar[str] = ""
+    sources: ClassVar[tuple[Source, ...]] = ()
+    patches: ClassVar[tuple[Patch, ...]] = ()
+    depends: ClassVar[tuple[str, ...]] = ()
+    # Board variants the recipe's steps read through ``self.variant(name)``; those named in
+    # ``when=`` conditions count without being listed. Only these are part of its stamps.
+    variants: ClassVar[tuple[str, ...]] = ()
+    # Files taken from the package's staging directory into the rootfs, with their modes.
+    target_files: ClassVar[Mapping[str, int]] = {}
+    # What the package needs from the image at run time (device nodes and the like).
+    needs_devices: ClassVar[tuple[DeviceNeed, ...]] = ()
+    # "target" (the userland cross compiler) or the name of another toolchain the board defines.
+    toolchain: ClassVar[str] = "target"
+    # False: a configuration change starts from a fresh tree, because most build systems do not
+    # notice changed flags. True for build systems that track their own configuration (kbuild).
+    reconfigure_in_place: ClassVar[bool] = False
+
+    board: Board
+    recipe_file: Path
+    own_patches: tuple[Path, ...] = field(default=())
+
+    # --- declarations evaluated against the board -------------------------------------------
+    def when(self, condition: str | None) -> bool:
+        """Spack-style conditions: ``+mppc`` (variant on), ``~mppc`` (off), space-separated AND."""
+        if not condition:
+            return True
+        for term in condition.split():
+            if term[:1] not in "+~" or len(term) < 2:
+                raise ConfigError(
+                    f"{self.recipe_file}: condition {condition!r} is not of the form +variant or "
+                    "~variant",
+                    package=self.name,
+                )
+            if self.board.variant(term[1:]) != (term[0] == "+"):
+                return False
+        return True
+
+    def active_sources(self) -> list[Source]:
+        return [s for s in self.sources if self.when(s.when)]
+
+    def active_patches(self) -> list[Patch]:
+        return [p for p in self.patches if self.when(p.when)]
+
+    def used_variants(self) -> set[str]:
+        used = set(self.variants)
+        for decl in [*self.sources, *self.patches]:
+            used.update(term[1:] for term in (decl.when or "").split())
+        return used
+
+    def variant(self, name: str) -> bool:
+        if name not in self.used_variants():
+            raise ConfigError(
+                f"{self.recipe_file}: the recipe reads variant {name!r} without declaring it; "
+                f"add it to `variants = (...)` so that changing it rebuilds the package",
+                package=self.name,
+            )
+        return self.board.variant(name)
+
+    @property
+    def variant_values(self) -> dict[str, bool]:
+        return {v: self.board.variant(v) for v in sorted(self.used_variants())}
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.version}"
+
+    # --- steps; ``ctx`` gives the environment, directories and a logged ``run`` ---------------
+    def configure(self, ctx: Context) -> None:
+        """Prepare the tree for building. The generic package has nothing to do."""
+
+    def build(self, ctx: Context) -> None:
+        """Compile. The generic package has nothing to do."""
+
+    def install(self, ctx: Context) -> None:
+        """Install into ``ctx.staging`` (the package's own DESTDIR)."""
+
+
+class MakePackage(Package):
+    """A plain Makefile: ``make`` then ``make install`` with the toolchain passed on the line."""
+
+    def make_args(self, ctx: Context) -> list[str]:
+        return []
+
+    def install_args(self, ctx: Context) -> list[str]:
+        return [f"DESTDIR={ctx.staging}", "install"]
+
+    def toolchain_make_vars(self, ctx: Context) -> list[str]:
+        env = ctx.env
+        return [f"{k}={env[k]}" for k in ("CC", "AR", "RANLIB", "CFLAGS", "LDFLAGS") if k in env]
+
+    def build(self, ctx: Context) -> None:
+        ctx.make(*self.toolchain_make_vars(ctx), *self.make_args(ctx))
+
+    def install(self, ctx: Context) -> None:
+        ctx.make(
+            *self.toolchain_make_vars(ctx), *self.make_args(ctx), *self.install_args(ctx), jobs=1
+        )
+
+
+class AutotoolsPackage(Package):
+    """``./configure --host=… --prefix=/usr``, ``make``, ``make DESTDIR=… install``."""
+
+    prefix: ClassVar[str] = "/usr"
+    # Values for the cross-compile cache (``ac_cv_…=yes``): what AC_TRY_RUN cannot find out.
+    configure_cache: ClassVar[Mapping[str, str]] = {}
+
+    def configure_args(self, ctx: Context) -> list[str]:
+        return []
+
+    def make_args(self, ctx: Context) -> list[str]:
+        return []
+
+    def configure(self, ctx: Context) -> None:
+        env = dict(self.configure_cache)
+        ctx.run(
+            "./configure",
+            f"--host={ctx.toolchain.triplet}",
+            f"--build={ctx.build_triplet}",
+            f"--prefix={self.prefix}",
+            *self.configure_args(ctx),
+            env=env,
+        )
+
+    def build(self, ctx: Context) -> None:
+        ctx.make(*self.make_args(ctx))
+
+    def install(self, ctx: Context) -> None:
+        ctx.make(*self.make_args(ctx), f"DESTDIR={ctx.staging}", "install", jobs=1)
+
+
+def describe(cmd: list[str] | tuple[str, ...]) -> str:
+    return shlex.join(str(c) for c in cmd)

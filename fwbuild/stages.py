@@ -1,0 +1,227 @@
+"""What each stage does. Every stage follows the same discipline for crash safety:
+
+1. remove its own stamp and the stamps of the package's later stages (so a kill from here on
+   leaves nothing that claims to be finished);
+2. do the work, building new trees under temporary names and renaming them into place;
+3. write its stamp (atomically) only after everything succeeded.
+
+doit writes its own database only when it exits, so these stamps, not doit's, are what a build
+killed with SIGKILL resumes from.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from fwbuild.errors import BuildError, ConfigError
+from fwbuild.project import STAGES, Project, write_stamp
+from fwbuild.recipe import Package
+from fwbuild.steps import Context, clean_env
+from fwbuild.toolchain import build_triplet
+from fwbuild.unpack import copy_tree, extract_tarball, remove_tree
+
+TREE_STATE = "tree-state"  # "pristine" after the patch stage, "configured" once configure ran
+
+
+def invalidate_from(project: Project, name: str, stage: str) -> None:
+    for later in STAGES[STAGES.index(stage) :]:
+        project.stamp_path(name, later).unlink(missing_ok=True)
+    project.rootfs_stamp.unlink(missing_ok=True)
+
+
+def finish(project: Project, name: str, stage: str, started: float) -> None:
+    write_stamp(
+        project.stamp_path(name, stage),
+        project.key(name, stage),
+        inputs=project.stage_inputs(name, stage, project.keys),
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def fetch_settings(project: Project):  # -> fwbuild.fetch.FetchSettings (imported lazily)
+    from fwbuild.fetch import FetchSettings
+
+    board = project.board
+    return FetchSettings(
+        dl_dir=board.paths.downloads,
+        primary_mirror=board.primary_mirror,
+        backup_mirrors=board.backup_mirrors,
+        offline=board.offline,
+    )
+
+
+def verify_local(project: Project, pkg: Package, path: Path, digests: dict[str, str]) -> None:
+    from fwbuild.fetch import verify
+
+    wrong = verify(path, digests)
+    if wrong:
+        expected = ", ".join(f"{a} {d}" for a, d in digests.items())
+        actual = ", ".join(f"{a} {d}" for a, d in wrong.items())
+        raise ConfigError(
+            f"local file {path} (from {project.overrides.file}) does not match the digest given "
+            f"there: expected {expected}, got {actual}; update the digest if you changed the file",
+            package=pkg.name,
+        )
+
+
+def do_fetch(project: Project, name: str) -> None:
+    from fwbuild.fetch import RemoteFile, fetch
+
+    started = time.monotonic()
+    invalidate_from(project, name, "fetch")
+    pkg = project.packages[name]
+    override = project.overrides.packages.get(name)
+    settings = fetch_settings(project)
+    for index, source in enumerate([*pkg.active_sources(), *pkg.active_patches()]):
+        if index == 0 and override:
+            if override.tarball:
+                verify_local(project, pkg, override.tarball.path, override.tarball.digests)
+            continue  # a srcdir override needs no tarball
+        local = project.overrides.files.get(source.filename)
+        if local:
+            verify_local(project, pkg, local.path, local.digests)
+            continue
+        remote = RemoteFile(source.filename, source.urls, project.remote_digests(source))
+        fetch(remote, settings, package=name, log=sys.stderr)
+    finish(project, name, "fetch", started)
+
+
+def fresh_tree(project: Project, pkg: Package) -> None:
+    """Unpack pristine sources and apply the whole patch series, all or nothing, into src/."""
+    from fwbuild.patching import PatchFile, apply_series
+
+    name = pkg.name
+    work = project.workdir(name)
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = work / "src.new"
+    remove_tree(tmp)
+    override = project.overrides.packages.get(name)
+    try:
+        if override and override.srcdir:
+            copy_tree(override.srcdir, tmp)
+        else:
+            sources = pkg.active_sources()
+            if not sources:
+                tmp.mkdir()
+            else:
+                tarball = (
+                    override.tarball.path
+                    if override and override.tarball
+                    else project.local_file(sources[0])
+                )
+                extract_tarball(tarball, tmp, package=name)
+        series = [PatchFile(project.local_file(p), p.strip) for p in pkg.active_patches()]
+        series += [PatchFile(p, 1) for p in pkg.own_patches]
+        apply_series(tmp, series, package=name)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    (work / TREE_STATE).write_text("pristine\n")
+    remove_tree(project.srcdir(name))
+    tmp.rename(project.srcdir(name))
+
+
+def do_patch(project: Project, name: str) -> None:
+    started = time.monotonic()
+    invalidate_from(project, name, "patch")
+    fresh_tree(project, project.packages[name])
+    finish(project, name, "patch", started)
+
+
+def make_context(project: Project, pkg: Package, stage: str, staging: Path) -> Context:
+    toolchain = project.toolchain
+    srcdir = project.srcdir(pkg.name)
+    deps = {d: project.stagingdir(d) for d in project.closure(pkg.name)}
+    env = toolchain.env() if pkg.toolchain == "target" else {}
+    # Keep build paths out of the binaries (debug info, __FILE__): reproducible, no host paths.
+    prefix_map = f"-ffile-prefix-map={srcdir}=/usr/src/{pkg.label}"
+    include = " ".join(f"-I{p / 'usr' / 'include'}" for p in deps.values())
+    libs = " ".join(f"-L{p / 'usr' / 'lib'}" for p in deps.values())
+    if env:
+        env["CFLAGS"] = " ".join(x for x in (env["CFLAGS"], prefix_map, include) if x)
+        env["CPPFLAGS"] = include
+        env["LDFLAGS"] = " ".join(x for x in (env["LDFLAGS"], libs) if x)
+    env["PKG_CONFIG_LIBDIR"] = ":".join(str(p / "usr" / "lib" / "pkgconfig") for p in deps.values())
+    env["PKG_CONFIG_PATH"] = ""
+    env.setdefault("SOURCE_DATE_EPOCH", "0")
+    log = project.log_path(pkg.name, stage)
+    return Context(
+        package=pkg,
+        srcdir=srcdir,
+        staging=staging,
+        deps_staging=deps,
+        toolchain=toolchain,
+        build_triplet=build_triplet(),
+        jobs=project.board.jobs,
+        log_path=log,
+        base_env=clean_env(env),
+    )
+
+
+def _start_log(project: Project, name: str, stage: str) -> None:
+    log = project.log_path(name, stage)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"# {stage}:{name} key {project.key(name, stage)}\n")
+
+
+def do_configure(project: Project, name: str) -> None:
+    started = time.monotonic()
+    invalidate_from(project, name, "configure")
+    pkg = project.packages[name]
+    state_file = project.workdir(name) / TREE_STATE
+    state = state_file.read_text().strip() if state_file.exists() else ""
+    if state != "pristine" and not pkg.reconfigure_in_place:
+        # The tree was configured (or built) with other settings; most build systems would not
+        # notice changed flags, so start again from a fresh, patched tree.
+        fresh_tree(project, pkg)
+    state_file.write_text("configured\n")
+    _start_log(project, name, "configure")
+    pkg.configure(make_context(project, pkg, "configure", project.stagingdir(name)))
+    finish(project, name, "configure", started)
+
+
+def do_build(project: Project, name: str) -> None:
+    started = time.monotonic()
+    invalidate_from(project, name, "build")
+    pkg = project.packages[name]
+    _start_log(project, name, "build")
+    pkg.build(make_context(project, pkg, "build", project.stagingdir(name)))
+    finish(project, name, "build", started)
+
+
+def do_install(project: Project, name: str) -> None:
+    started = time.monotonic()
+    invalidate_from(project, name, "install")
+    pkg = project.packages[name]
+    final = project.stagingdir(name)
+    tmp = final.with_name("staging.new")
+    remove_tree(tmp)
+    tmp.mkdir(parents=True)
+    _start_log(project, name, "install")
+    try:
+        pkg.install(make_context(project, pkg, "install", tmp))
+        missing = [p for p in pkg.target_files if not (tmp / p).is_file()]
+        if missing:
+            raise BuildError(
+                f"install did not produce {', '.join(missing)} (declared in target_files of "
+                f"{pkg.recipe_file}); see {project.log_path(name, 'install')}",
+                package=name,
+            )
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    remove_tree(final)
+    tmp.rename(final)
+    finish(project, name, "install", started)
+
+
+STAGE_ACTIONS = {
+    "fetch": do_fetch,
+    "patch": do_patch,
+    "configure": do_configure,
+    "build": do_build,
+    "install": do_install,
+}

@@ -1,0 +1,259 @@
+"""Turning a project into doit tasks.
+
+    fetch:<pkg>  patch:<pkg>  configure:<pkg>  build:<pkg>  install:<pkg>   one per package
+    rootfs       everything, merged into $ROOTFS_DIR (the default task)
+    source       every download, for an offline build later
+    toolchain    check the cross toolchain and warm its caches
+    pin:<pkg>    download files that have no digest yet and record their digests
+    dirclean:<pkg>  forget a package's work tree and stamps
+
+A stage is up to date when its stamp holds the stage's key (see ``fwbuild.project``). The tasks
+carry no ``file_dep``: the keys already cover every input, and doit never has to stat thousands
+of source files to find that nothing changed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from fwbuild.errors import BuildError
+from fwbuild.project import STAGES, Project, stamp_matches, write_stamp
+
+_PROJECTS: dict[str, Project] = {}
+
+STAGE_DOCS = {
+    "fetch": "download and verify a package's sources and patches",
+    "patch": "unpack pristine sources and apply the patch series, all or nothing",
+    "configure": "configure a package for the target",
+    "build": "compile a package",
+    "install": "install a package into its staging directory",
+}
+
+
+def project_for(board_file: str) -> Project:
+    if board_file not in _PROJECTS:
+        _PROJECTS[board_file] = Project.load(Path(board_file))
+    return _PROJECTS[board_file]
+
+
+def _guarded(func: Callable[[], Any]) -> Any:
+    """Run an action; a BuildError becomes doit's TaskFailed with just our message."""
+    from doit.exceptions import TaskFailed
+
+    try:
+        func()
+    except BuildError as exc:
+        return TaskFailed(str(exc))
+    except KeyboardInterrupt:
+        raise
+    return None
+
+
+def run_stage(board_file: str, name: str, stage: str) -> Any:
+    from fwbuild.stages import STAGE_ACTIONS
+
+    project = project_for(board_file)
+    return _guarded(lambda: STAGE_ACTIONS[stage](project, name))
+
+
+def stage_uptodate(board_file: str, name: str, stage: str) -> bool:
+    project = project_for(board_file)
+    if not stamp_matches(project.stamp_path(name, stage), project.key(name, stage)):
+        return False
+    if stage == "patch":
+        return project.srcdir(name).is_dir()
+    if stage == "install":
+        return project.stagingdir(name).is_dir()
+    return True
+
+
+def run_rootfs(board_file: str) -> Any:
+    from fwbuild.rootfs import assemble
+
+    project = project_for(board_file)
+    return _guarded(lambda: print(f"rootfs: {len(assemble(project))} entries in "
+                                  f"{project.board.paths.rootfs}"))
+
+
+def rootfs_uptodate(board_file: str) -> bool:
+    from fwbuild.rootfs import rootfs_uptodate as check
+
+    return check(project_for(board_file))
+
+
+def toolchain_key(project: Project) -> str:
+    from fwbuild.project import digest_json
+
+    return digest_json(project.toolchain.identity())
+
+
+def toolchain_stamp(project: Project) -> Path:
+    return project.board.paths.build / "stamps" / "toolchain.json"
+
+
+def run_toolchain(board_file: str) -> Any:
+    project = project_for(board_file)
+
+    def check() -> None:
+        print(project.toolchain.warm_up())
+        write_stamp(toolchain_stamp(project), toolchain_key(project))
+
+    return _guarded(check)
+
+
+def toolchain_uptodate(board_file: str) -> bool:
+    project = project_for(board_file)
+    return stamp_matches(toolchain_stamp(project), toolchain_key(project)) and (
+        project.toolchain.tool("cc").exists()
+    )
+
+
+def run_pin(board_file: str, name: str) -> Any:
+    from fwbuild.fetch import RemoteFile, download_for_pin
+    from fwbuild.stages import fetch_settings
+
+    project = project_for(board_file)
+    pkg = project.packages[name]
+
+    def pin() -> None:
+        settings = fetch_settings(project)
+        for source in [*pkg.sources, *pkg.patches]:
+            if source.digests():
+                continue  # the recipe pins it itself
+            remote = RemoteFile(source.filename, source.urls, {})
+            path, digests = download_for_pin(remote, settings, package=name, log=sys.stderr)
+            old = project.pins.digests(source.filename)
+            project.pins.record(
+                source.filename,
+                {**digests, "size": path.stat().st_size, "pinned_by": "doit pin:" + name},
+            )
+            change = "" if not old or old == digests else f" (was {old})"
+            print(f"{name}: pinned {source.filename} sha256 {digests['sha256']}{change} in "
+                  f"{project.pins.path}; review and commit it")
+
+    return _guarded(pin)
+
+
+def run_dirclean(board_file: str, name: str) -> None:
+    from fwbuild.unpack import remove_tree
+
+    project = project_for(board_file)
+    remove_tree(project.workdir(name))
+    project.rootfs_stamp.unlink(missing_ok=True)
+
+
+def make_tasks(board_file: Path) -> dict[str, Callable[[], Any]]:
+    """The ``task_*`` functions for a dodo module (``globals().update(make_tasks(...))``)."""
+    key = str(board_file.resolve())
+    project = project_for(key)
+    names = list(project.packages)
+    tasks: dict[str, Callable[[], Any]] = {}
+
+    def stage_group(stage: str) -> Callable[[], Iterator[dict[str, Any]]]:
+        def gen() -> Iterator[dict[str, Any]]:
+            yield {"basename": stage, "name": None, "doc": STAGE_DOCS[stage] + " (per package)"}
+            for name in names:
+                deps = []
+                if stage != "fetch":
+                    deps.append(f"{STAGES[STAGES.index(stage) - 1]}:{name}")
+                if stage == "configure":
+                    deps += [f"install:{d}" for d in project.packages[name].depends]
+                    if project.packages[name].toolchain == "target":
+                        deps.append("toolchain")
+                yield {
+                    "basename": stage,
+                    "name": name,
+                    "doc": f"{STAGE_DOCS[stage]}: {name}",
+                    "actions": [(run_stage, [key, name, stage])],
+                    "uptodate": [(stage_uptodate, [key, name, stage])],
+                    "task_dep": deps,
+                    "clean": [(_unstamp, [key, name, stage])],
+                    "verbosity": 2 if stage == "fetch" else 1,
+                }
+
+        gen.__name__ = f"task_{stage}"
+        return gen
+
+    for stage in STAGES:
+        tasks[f"task_{stage}"] = stage_group(stage)
+
+    def task_rootfs() -> dict[str, Any]:
+        """build every package and merge them with the board's files into $ROOTFS_DIR"""
+        return {
+            "actions": [(run_rootfs, [key])],
+            "uptodate": [(rootfs_uptodate, [key])],
+            "task_dep": [f"install:{n}" for n in names],
+            "verbosity": 2,
+        }
+
+    def task_source() -> dict[str, Any]:
+        """download every source and patch into the download directory, for offline builds"""
+        return {"actions": None, "task_dep": [f"fetch:{n}" for n in names]}
+
+    def task_toolchain() -> dict[str, Any]:
+        """check the target cross toolchain and build its libc cache once per machine"""
+        return {
+            "actions": [(run_toolchain, [key])],
+            "uptodate": [(toolchain_uptodate, [key])],
+            "verbosity": 2,
+        }
+
+    def task_pin() -> Iterator[dict[str, Any]]:
+        yield {
+            "basename": "pin",
+            "name": None,
+            "doc": "download files that have no published digest and record theirs in the lock",
+        }
+        for name in names:
+            pkg = project.packages[name]
+            if any(not s.digests() for s in [*pkg.sources, *pkg.patches]):
+                yield {
+                    "basename": "pin",
+                    "name": name,
+                    "actions": [(run_pin, [key, name])],
+                    "uptodate": [False],
+                    "verbosity": 2,
+                }
+
+    def task_dirclean() -> Iterator[dict[str, Any]]:
+        yield {
+            "basename": "dirclean",
+            "name": None,
+            "doc": "remove a package's work tree and stamps so it is rebuilt from its sources",
+        }
+        for name in names:
+            yield {
+                "basename": "dirclean",
+                "name": name,
+                "actions": [(run_dirclean, [key, name])],
+                "uptodate": [False],
+            }
+
+    tasks.update(
+        task_rootfs=task_rootfs,
+        task_source=task_source,
+        task_toolchain=task_toolchain,
+        task_pin=task_pin,
+        task_dirclean=task_dirclean,
+    )
+    return tasks
+
+
+def _unstamp(board_file: str, name: str, stage: str) -> None:
+    project = project_for(board_file)
+    project.stamp_path(name, stage).unlink(missing_ok=True)
+
+
+def doit_config(board_file: Path) -> dict[str, Any]:
+    project = project_for(str(board_file.resolve()))
+    build = project.board.paths.build
+    build.mkdir(parents=True, exist_ok=True)
+    return {
+        "default_tasks": ["rootfs"],
+        "dep_file": str(build / ".doit.db"),
+        "backend": "json",
+        "verbosity": 1,
+    }

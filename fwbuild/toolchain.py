@@ -1,0 +1,172 @@
+"""Cross toolchains: the environment a package builds with, and an identity for its stamps.
+
+The userland toolchain is zig's clang + musl from the ``ziglang`` wheel: hermetic (it never looks at
+the host's headers or libraries) and able to target any CPU. Its identity (zig version, target, CPU,
+flags) is part of every package's stamp, so changing any of them rebuilds.
+
+Compilers are reached through small wrapper scripts in the build directory
+(``<triplet>-cc`` …) because many old configure scripts and Makefiles cannot cope with a
+multi-word ``CC``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from fwbuild.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Problem:
+    what: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class ZigToolchain:
+    """zig cc for ``<arch>-linux-<libc>`` with ``-mcpu``; wrappers live in ``bindir``."""
+
+    arch: str
+    cpu: str
+    libc: str
+    triplet: str  # what configure scripts are told (--host)
+    bindir: Path
+    cflags: tuple[str, ...] = ()
+    ldflags: tuple[str, ...] = ()
+    cache_dir: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("ZIG_GLOBAL_CACHE_DIR", Path.home() / ".cache" / "zig")
+        )
+    )
+
+    @property
+    def zig_target(self) -> str:
+        return f"{self.arch}-linux-{self.libc}"
+
+    @staticmethod
+    def zig_version() -> str | None:
+        try:
+            return metadata.version("ziglang")
+        except metadata.PackageNotFoundError:
+            return None
+
+    @staticmethod
+    def zig_binary() -> Path | None:
+        try:
+            import ziglang  # noqa: PLC0415 - only needed when the toolchain is used
+        except ImportError:
+            return None
+        path = Path(ziglang.__file__).parent / "zig"
+        return path if path.exists() else None
+
+    def identity(self) -> dict[str, object]:
+        """Everything about the compiler that changes its output; hashed into stamps."""
+        return {
+            "kind": "zig",
+            "zig": self.zig_version(),
+            "target": self.zig_target,
+            "cpu": self.cpu,
+            "triplet": self.triplet,
+            "cflags": list(self.cflags),
+            "ldflags": list(self.ldflags),
+        }
+
+    def problems(self) -> list[Problem]:
+        found: list[Problem] = []
+        if self.zig_binary() is None:
+            found.append(
+                Problem(
+                    "the zig compiler (PyPI package ziglang) is not installed",
+                    "pip install ziglang  (or: pip install -e .)",
+                )
+            )
+        for tool, package in (("make", "make"), ("strip", "binutils")):
+            if shutil.which(tool) is None:
+                found.append(Problem(f"`{tool}` is not on PATH", f"apt-get install {package}"))
+        return found
+
+    def check(self) -> None:
+        problems = self.problems()
+        if problems:
+            lines = "; ".join(f"{p.what} (fix: {p.fix})" for p in problems)
+            raise ConfigError(f"the target toolchain for {self.triplet} is not usable: {lines}")
+
+    def tool(self, name: str) -> Path:
+        return self.bindir / f"{self.triplet}-{name}"
+
+    def ensure_wrappers(self) -> None:
+        """Write the wrapper scripts (idempotent; rewritten only when their text changes)."""
+        zig = self.zig_binary()
+        if zig is None:
+            self.check()
+            return
+        cpu = f"-mcpu={self.cpu}"
+        commands = {
+            "cc": f'exec "{zig}" cc -target {self.zig_target} {cpu} "$@"',
+            "gcc": f'exec "{zig}" cc -target {self.zig_target} {cpu} "$@"',
+            "c++": f'exec "{zig}" c++ -target {self.zig_target} {cpu} "$@"',
+            "cpp": f'exec "{zig}" cc -target {self.zig_target} {cpu} -E "$@"',
+            "ar": f'exec "{zig}" ar "$@"',
+            "ranlib": f'exec "{zig}" ranlib "$@"',
+            "objcopy": f'exec "{zig}" objcopy "$@"',
+            # zig's objcopy cannot strip i386 yet; binutils' strip handles every ELF class.
+            "strip": f'exec "{shutil.which("strip") or "strip"}" "$@"',
+        }
+        self.bindir.mkdir(parents=True, exist_ok=True)
+        for name, body in commands.items():
+            path = self.tool(name)
+            text = (
+                "#!/bin/sh\n# written by fwbuild: the target toolchain\n"
+                f'export ZIG_GLOBAL_CACHE_DIR="{self.cache_dir}"\n{body}\n'
+            )
+            if not path.exists() or path.read_text() != text:
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(text)
+                tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+                tmp.replace(path)
+
+    def env(self) -> dict[str, str]:
+        self.ensure_wrappers()
+        cflags = ["-Os", *self.cflags]
+        return {
+            "CC": str(self.tool("cc")),
+            "CXX": str(self.tool("c++")),
+            "CPP": str(self.tool("cpp")),
+            "AR": str(self.tool("ar")),
+            "RANLIB": str(self.tool("ranlib")),
+            "STRIP": str(self.tool("strip")),
+            "OBJCOPY": str(self.tool("objcopy")),
+            "CFLAGS": " ".join(cflags),
+            "LDFLAGS": " ".join(["-static", *self.ldflags]),
+            "ZIG_GLOBAL_CACHE_DIR": str(self.cache_dir),
+            "CROSS_TRIPLET": self.triplet,
+        }
+
+    def warm_up(self) -> str:
+        """Compile a trivial program so zig builds (and caches) its libc for this CPU once."""
+        self.ensure_wrappers()
+        src = self.bindir / "warmup.c"
+        src.write_text("int main(void) { return 0; }\n")
+        result = subprocess.run(
+            [str(self.tool("cc")), "-static", "-o", str(self.bindir / "warmup"), str(src)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ConfigError(
+                f"the target compiler {self.tool('cc')} cannot build a trivial program: "
+                f"{result.stderr.strip()[-600:]}"
+            )
+        return f"zig {self.zig_version()} for {self.zig_target} -mcpu={self.cpu}: ok"
+
+
+def build_triplet() -> str:
+    machine = os.uname().machine
+    return f"{machine}-pc-linux-gnu"
