@@ -116,12 +116,14 @@ def _require(table: dict[str, Any], key: str, section: str, file: Path) -> str:
 
 
 def load_board(file: Path, project: Path | None = None) -> Board:
-    """Read a board file; paths are relative to ``project`` (default: the file's parent's parent)."""
+    """Read a board file; paths are relative to ``project`` (default: two levels up)."""
     file = file.resolve()
     try:
         data = tomllib.loads(file.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"board file {file} does not exist; pass an existing board file") from None
+        raise ConfigError(
+            f"board file {file} does not exist; pass an existing board file"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"board file {file} is not valid TOML: {exc}") from None
     project = (project or file.parent.parent).resolve()
@@ -145,7 +147,9 @@ def load_board(file: Path, project: Path | None = None) -> Board:
     overrides = os.environ.get("FWBUILD_OVERRIDES")
     jobs_raw = os.environ.get("FWBUILD_JOBS") or str(board.get("jobs", os.cpu_count() or 1))
     if not jobs_raw.isdigit() or int(jobs_raw) < 1:
-        raise ConfigError(f"FWBUILD_JOBS / [board] jobs must be a positive integer, not {jobs_raw!r}")
+        raise ConfigError(
+            f"FWBUILD_JOBS / [board] jobs must be a positive integer, not {jobs_raw!r}"
+        )
     primary = os.environ.get("FWBUILD_PRIMARY_MIRROR", mirrors.get("primary") or "")
 
     return Board(

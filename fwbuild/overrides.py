@@ -57,7 +57,7 @@ def _digests(table: dict[str, Any], where: str, file: Path) -> dict[str, str]:
     found = {a: str(table[a]).lower() for a in DIGEST_ALGOS if a in table}
     if not found:
         raise ConfigError(
-            f"{file}: {where} names a local file but no digest; add sha256 = \"…\" "
+            f'{file}: {where} names a local file but no digest; add sha256 = "…" '
             "(the digest you vouch for, e.g. from `sha256sum`)"
         )
     return found
@@ -89,7 +89,7 @@ def load_overrides(file: Path | None) -> Overrides:
     if unknown:
         raise ConfigError(
             f"{file}: unknown section(s) {sorted(unknown)}; only [packages.NAME] and "
-            "[files.\"FILENAME\"] are understood"
+            '[files."FILENAME"] are understood'
         )
     packages: dict[str, PackageOverride] = {}
     for name, table in data.get("packages", {}).items():

@@ -37,7 +37,7 @@ class Pins:
             raise ConfigError(f"pin lock file {path} is not valid JSON: {exc}") from None
         files = data.get("files") if isinstance(data, dict) else None
         if not isinstance(files, dict):
-            raise ConfigError(f"pin lock file {path} has no \"files\" object")
+            raise ConfigError(f'pin lock file {path} has no "files" object')
         return cls(path, files)
 
     def digests(self, filename: str) -> dict[str, str]:

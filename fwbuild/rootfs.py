@@ -90,7 +90,9 @@ def parse_permissions(file: Path) -> list[Entry]:
         for offset, n in enumerate(span):
             entries.append(
                 Entry(
-                    path=path if n is None else path[: match.start()] + str(n) + path[match.end() :],
+                    path=path
+                    if n is None
+                    else path[: match.start()] + str(n) + path[match.end() :],
                     type=kind,
                     mode=numbers[0],
                     uid=numbers[1],
@@ -191,8 +193,9 @@ def assemble(project: Project) -> list[Entry]:
                         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                         (tmp / rel).unlink(missing_ok=True)
                         os.symlink(target, tmp / rel)
-                        entries["/" + rel] = Entry("/" + rel, "l", 0o777, package="overlay",
-                                                   target=target)
+                        entries["/" + rel] = Entry(
+                            "/" + rel, "l", 0o777, package="overlay", target=target
+                        )
                         continue
                     (tmp / rel).unlink(missing_ok=True)
                     _copy_file(src, tmp / rel, None)

@@ -74,8 +74,9 @@ def run_rootfs(board_file: str) -> Any:
     from fwbuild.rootfs import assemble
 
     project = project_for(board_file)
-    return _guarded(lambda: print(f"rootfs: {len(assemble(project))} entries in "
-                                  f"{project.board.paths.rootfs}"))
+    return _guarded(
+        lambda: print(f"rootfs: {len(assemble(project))} entries in {project.board.paths.rootfs}")
+    )
 
 
 def rootfs_uptodate(board_file: str) -> bool:
@@ -131,8 +132,10 @@ def run_pin(board_file: str, name: str) -> Any:
                 {**digests, "size": path.stat().st_size, "pinned_by": "doit pin:" + name},
             )
             change = "" if not old or old == digests else f" (was {old})"
-            print(f"{name}: pinned {source.filename} sha256 {digests['sha256']}{change} in "
-                  f"{project.pins.path}; review and commit it")
+            print(
+                f"{name}: pinned {source.filename} sha256 {digests['sha256']}{change} in "
+                f"{project.pins.path}; review and commit it"
+            )
 
     return _guarded(pin)
 

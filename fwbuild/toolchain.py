@@ -59,7 +59,7 @@ class ZigToolchain:
     @staticmethod
     def zig_binary() -> Path | None:
         try:
-            import ziglang  # noqa: PLC0415 - only needed when the toolchain is used
+            import ziglang
         except ImportError:
             return None
         path = Path(ziglang.__file__).parent / "zig"

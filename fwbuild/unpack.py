@@ -16,10 +16,39 @@ from pathlib import Path
 from fwbuild.errors import UnpackError
 
 
-def _refuse_specials(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+def _check_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """Refuse what a source archive has no business holding; then Python's ``data`` filter."""
+    name = member.name
+    if name.startswith("/") or os.path.isabs(name):
+        raise tarfile.AbsolutePathError(member)
+    if ".." in Path(name).parts:
+        raise tarfile.OutsideDestinationError(member, os.path.join(dest, name))
     if member.ischr() or member.isblk() or member.isfifo():
-        raise tarfile.SpecialFileError(f"{member.name!r} is a device or FIFO")
+        raise tarfile.SpecialFileError(member)
+    if member.issym() or member.islnk():
+        if member.linkname.startswith("/"):
+            raise tarfile.AbsoluteLinkError(member)
+        base = os.path.dirname(name) if member.issym() else ""
+        resolved = os.path.normpath(os.path.join(base, member.linkname))
+        if resolved == ".." or resolved.startswith("../"):
+            raise tarfile.LinkOutsideDestinationError(member, resolved)
     return tarfile.data_filter(member, dest)
+
+
+def _why(exc: tarfile.TarError) -> str:
+    member = getattr(exc, "tarinfo", None)
+    entry = f"entry {member.name!r}" if member is not None else "an entry"
+    reasons = {
+        tarfile.AbsolutePathError: "has an absolute path",
+        tarfile.OutsideDestinationError: "would land outside the tree",
+        tarfile.SpecialFileError: "is a device file or FIFO",
+        tarfile.AbsoluteLinkError: "is a link to an absolute path",
+        tarfile.LinkOutsideDestinationError: "is a link pointing outside the tree",
+    }
+    for kind, reason in reasons.items():
+        if isinstance(exc, kind):
+            return f"{entry} {reason}"
+    return f"{entry} is unsafe ({exc})"
 
 
 def extract_tarball(archive: Path, dest: Path, *, package: str, strip_top: bool = True) -> None:
@@ -34,11 +63,11 @@ def extract_tarball(archive: Path, dest: Path, *, package: str, strip_top: bool 
     staging.mkdir(parents=True)
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(staging, filter=_refuse_specials)
-    except (tarfile.FilterError, tarfile.SpecialFileError) as exc:
+            tar.extractall(staging, filter=_check_member)
+    except tarfile.FilterError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise UnpackError(
-            f"refusing to unpack {archive}: {exc}. A source archive must only hold regular "
+            f"refusing to unpack {archive}: {_why(exc)}. A source archive must only hold regular "
             "files, directories and links that stay inside its tree; check where it came from",
             package=package,
         ) from None

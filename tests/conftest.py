@@ -9,8 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support.genpkgs import Dist, make_dist  # noqa: E402
-from support.httpserver import FaultServer  # noqa: E402
+from support.genpkgs import Dist, make_dist
+from support.httpserver import FaultServer
 
 
 def need(tool: str) -> str:

@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import need
 from elftools.elf.elffile import ELFFile
 from support.doitrun import DoitRun, run_doit
 from support.genpkgs import Dist, make_project
 from support.httpserver import FaultServer
-
-from conftest import need
 
 BINARIES = ("usr/bin/hello", "usr/bin/greet")
 
@@ -37,7 +36,7 @@ def built(
 
 
 def test_rootfs_builds(built: tuple[Path, DoitRun, FaultServer]) -> None:
-    project, run, _ = built
+    _, run, _ = built
     assert run.returncode == 0, run.output
     for stage in ("fetch", "patch", "configure", "build", "install"):
         assert f"{stage}:hello" in run.ran and f"{stage}:libgreet" in run.ran
@@ -45,7 +44,7 @@ def test_rootfs_builds(built: tuple[Path, DoitRun, FaultServer]) -> None:
 
 
 def test_mirror_order_and_faults(built: tuple[Path, DoitRun, FaultServer]) -> None:
-    project, run, srv = built
+    project, _, srv = built
     gets = [(path, rng) for method, path, rng in srv.requests if method == "GET"]
     by_file: dict[str, list[tuple[str, str | None]]] = {}
     for path, rng in gets:

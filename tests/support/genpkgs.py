@@ -201,14 +201,11 @@ tests can see our series was applied after the downloaded one.
 
 --- a/hello.c
 +++ b/hello.c
-@@ -7,6 +7,6 @@
- {
-     extra();
+@@ -10,3 +10,3 @@
      greet("SISO");
 -    printf("hello: plain\\n");
 +    printf("hello: patched\\n");
      return 0;
- }
 """
 
 BOARD = """\
@@ -241,7 +238,7 @@ overlay = "configs/rootfs"
 permissions = "configs/permissions.txt"
 """
 
-LIBGREET_RECIPE = '''\
+LIBGREET_RECIPE = """\
 from fwbuild.recipe import AutotoolsPackage, Source
 
 
@@ -253,9 +250,9 @@ class Libgreet(AutotoolsPackage):
         Source("libgreet-1.0.tar.gz", urls=("{upstream}/libgreet-1.0.tar.gz",), sha256="{sha}"),
     )
     target_files = {{"usr/bin/greet": 0o755}}
-'''
+"""
 
-HELLO_RECIPE = '''\
+HELLO_RECIPE = """\
 from fwbuild.recipe import MakePackage, Patch, Source
 
 
@@ -277,19 +274,19 @@ class Hello(MakePackage):
 
     def make_args(self, ctx):
         return ["GATE={gate}"]
-'''
+"""
 
-DODO = '''\
+DODO = """\
 from pathlib import Path
 
 from fwbuild.dodo import load
 
 globals().update(load(Path(__file__).parent / "configs" / "board.toml"))
-'''
+"""
 
 
 def make_project(root: Path, dist: Dist, base_url: str, *, gate: Path | None = None) -> Path:
-    """A project whose upstream is ``{base_url}/upstream``, primary ``/primary``, backup ``/backup``."""
+    """A project downloading from ``{base_url}/`` ``primary``, ``upstream`` and ``backup``."""
     (root / "recipes").mkdir(parents=True)
     (root / "configs" / "rootfs" / "etc").mkdir(parents=True)
     (root / "patches" / "hello" / "1.0").mkdir(parents=True)
