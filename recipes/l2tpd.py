@@ -1,0 +1,58 @@
+"""l2tpd 0.69: the L2TP daemon Windows XP's L2TP/IPsec client talks to (LNS; also a LAC).
+
+Our patches make it build with clang/musl, fix the pty echo bug ("Serial line is looped back":
+ICANON|ECHO were cleared in c_cflag) and bound the known buffer overflows (CVE-2004-0649 in
+write_packet, and three more found in review). At run time it allocates BSD ptys and reads
+/dev/urandom for tunnel and call IDs (without it both ends pick the same ones): the image must
+provide those nodes.
+"""
+
+from fwbuild.recipe import DeviceNeed, Package, Source
+
+# -std=gnu89: old `inline` semantics; -fcommon: tentative definitions shared between objects;
+# -fno-builtin-log: l2tpd has its own variadic log(), not libm's. The DEBUG_ defines are
+# upstream's defaults and only control logging.
+L2TPD_FLAGS = "-std=gnu89 -fcommon -fno-builtin-log -DDEBUG_PPPD -DDEBUG_CONTROL -DDEBUG_ENTROPY"
+
+
+def _bsd_ptys() -> tuple[DeviceNeed, ...]:
+    needs = []
+    for n in range(16):
+        letter = "0123456789abcdef"[n]
+        needs.append(DeviceNeed(f"/dev/ptyp{letter}", "c", 2, n, 0o666, "BSD pty master"))
+        needs.append(DeviceNeed(f"/dev/ttyp{letter}", "c", 3, n, 0o666, "BSD pty slave"))
+    return tuple(needs)
+
+
+class L2tpd(Package):
+    name = "l2tpd"
+    version = "0.69"
+    license = "GPL-2.0-or-later"
+    license_files = ("LICENSE",)
+    homepage = "http://www.l2tpd.org/"
+    sources = (
+        Source(
+            "l2tpd-0.69.tar.gz",
+            urls=(
+                "http://www.l2tpd.org/downloads/l2tpd-0.69.tar.gz",
+                "https://downloads.sourceforge.net/l2tpd/l2tpd-0.69.tar.gz",
+            ),
+            md5="c5dba6b80f583070fe9e6ed6e0c2162e",  # Gentoo, FreeBSD and PLD agree
+        ),
+    )
+    target_files = {"usr/sbin/l2tpd": 0o755}
+    needs_devices = (
+        *_bsd_ptys(),
+        DeviceNeed("/dev/urandom", "c", 1, 9, 0o644, "tunnel and call IDs"),
+    )
+
+    def build(self, ctx):
+        ctx.make(
+            f"CC={ctx.env['CC']}",
+            "OSFLAGS=-DLINUX",
+            # DFLAGS also reaches the link line, which gives zig an optimised (stripped) link.
+            f"DFLAGS={ctx.env['CFLAGS']} {L2TPD_FLAGS}",
+        )
+
+    def install(self, ctx):
+        ctx.install_file("l2tpd", "usr/sbin/l2tpd", 0o755)

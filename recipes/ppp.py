@@ -1,0 +1,73 @@
+"""ppp 2.4.3: pppd (MS-CHAPv2, MPPE), chat, pppstats.
+
+Variant ``mppc``: Jan Dubiec's MPPE/MPPC 1.1 patch replaces pppd's stock MPPE (the option names
+change: ``mppe required,stateless`` instead of ``require-mppe-128``). Off: stock MPPE.
+
+ppp's Makefiles probe the *build host* (``/usr/include/crypt.h``, ``/usr/lib/libcrypt.*``,
+``pcap-bpf.h``) and add ``-lcrypt``, ``-DPPP_FILTER``, plugins. Passing CFLAGS, LIBS, FILTER and
+PLUGIN on the make command line overrides every one of those, so nothing of the host can reach
+the target: musl's libc.a has crypt/setkey/encrypt, which MS-CHAP's DES uses. A static pppd
+cannot dlopen plugins, so none are built.
+"""
+
+from fwbuild.recipe import DeviceNeed, Package, Patch, Source
+
+# What pppd/Makefile.linux's defaults (CHAPMS, MPPE, USE_CRYPT, HAS_SHADOW, multilink, TDB,
+# MAXOCTETS) produce, written out; no IPX_CHANGE (zig's kernel headers have no linux/ipx.h).
+PPPD_DEFINES = (
+    "-DHAVE_PATHS_H -DHAVE_MMAP -DCHAPMS=1 -DMPPE=1 -DHAS_SHADOW -DHAVE_CRYPT_H=1 -DUSE_CRYPT=1 "
+    "-DHAVE_MULTILINK -DUSE_TDB=1 -DMAXOCTETS"
+)
+
+
+class Ppp(Package):
+    name = "ppp"
+    version = "2.4.3"
+    license = "BSD-4-Clause AND GPL-2.0-or-later AND LGPL-2.0-or-later AND Public-Domain"
+    license_files = ("README", "pppd/tdb.c", "pppd/plugins/rp-pppoe/pppoe.h")
+    homepage = "https://ppp.samba.org/"
+    sources = (
+        Source(
+            "ppp-2.4.3.tar.gz",
+            urls=(
+                "https://download.samba.org/pub/ppp/ppp-2.4.3.tar.gz",
+                "ftp://ftp.samba.org/pub/ppp/ppp-2.4.3.tar.gz",
+            ),
+            sha256="1e0fddb5f53613dd14ab10b25435e88092fed1eff09b4ac4448d5be01f3b0b11",
+        ),
+    )
+    patches = (
+        Patch(
+            "ppp-2.4.3-mppe-mppc-1.1.patch.gz",
+            urls=(
+                "http://mppe-mppc.alphacron.de/ppp-2.4.3-mppe-mppc-1.1.patch.gz",
+                "https://web.archive.org/web/2006/http://mppe-mppc.alphacron.de/"
+                "ppp-2.4.3-mppe-mppc-1.1.patch.gz",
+            ),
+            md5="8453a29338cb96dd0c0dda35d3e872a4",  # Gentoo's digest; no sha256 was published
+            when="+mppc",
+        ),
+    )
+    target_files = {"usr/sbin/pppd": 0o755, "usr/sbin/chat": 0o755, "usr/sbin/pppstats": 0o755}
+    needs_devices = (DeviceNeed("/dev/ppp", "c", 108, 0, why="pppd's generic PPP channel"),)
+
+    def configure(self, ctx):
+        # ppp's own configure only picks the linux Makefiles (from uname); it probes nothing.
+        ctx.run("./configure", "--prefix=/usr")
+
+    def build(self, ctx):
+        cc = ctx.env["CC"]
+        cflags = f"{ctx.env['CFLAGS']} -std=gnu89 -I../include {PPPD_DEFINES}"
+        # Not the top-level make: it would also build plugins (shared objects) and pppdump.
+        ctx.make(
+            "-C", "pppd", f"CC={cc}", f"CFLAGS={cflags}", "LDFLAGS=", "LIBS=", "FILTER=", "PLUGIN="
+        )
+        # chat links with `$(CC) -o chat chat.o`: flags must ride on CC to reach the link.
+        ctx.make("-C", "chat", f"CC={cc} {ctx.env['CFLAGS']}", "COPTS=-std=gnu89")
+        ctx.make("-C", "pppstats", f"CC={cc}", f"COPTS={ctx.env['CFLAGS']} -std=gnu89")
+
+    def install(self, ctx):
+        # Upstream's `make install` strips with the host strip, chgrps, and rebuilds a missing
+        # binary with the host cc: copy the three programs instead.
+        for program in ("pppd/pppd", "chat/chat", "pppstats/pppstats"):
+            ctx.install_file(program, "usr/sbin/" + program.split("/")[1], 0o755)
