@@ -9,6 +9,8 @@ board's own recipes and templates and is handed through untouched as ``Board.dat
     [paths]      build, downloads, rootfs, output (relative to the project directory)
     [mirrors]    primary, backup
     [rootfs]     overlay (a directory copied into the rootfs), permissions (a table file)
+    [toolchains.NAME]  further toolchains recipes can ask for (kind = "gcc", prefix, install)
+    [tasks.NAME]       board-level task names: doc = "…", run = ["install:linux", …]
 
 Environment variables override the paths and the download settings, so a CI job or a developer can
 move them without editing the board: ``FWBUILD_BUILD_DIR``, ``FWBUILD_DL_DIR``, ``ROOTFS_DIR``,
@@ -81,6 +83,8 @@ class Board:
     jobs: int
     overlay: Path | None
     permissions: Path | None
+    toolchains: dict[str, dict[str, Any]]
+    aliases: dict[str, dict[str, Any]]
     data: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def variant(self, name: str) -> bool:
@@ -113,6 +117,19 @@ def _require(table: dict[str, Any], key: str, section: str, file: Path) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{file}: [{section}] {key} is missing or not a string; set it")
     return value
+
+
+def _aliases(tasks: dict[str, Any], file: Path) -> dict[str, dict[str, Any]]:
+    for name, spec in tasks.items():
+        if (
+            not isinstance(spec, dict)
+            or not isinstance(spec.get("doc"), str)
+            or not isinstance(spec.get("run"), list)
+        ):
+            raise ConfigError(
+                f'{file}: [tasks.{name}] needs doc = "one line" and run = ["task", ...]'
+            )
+    return tasks
 
 
 def load_board(file: Path, project: Path | None = None) -> Board:
@@ -185,6 +202,8 @@ def load_board(file: Path, project: Path | None = None) -> Board:
         overrides_file=Path(overrides).expanduser().resolve() if overrides else None,
         jobs=int(jobs_raw),
         overlay=(project / rootfs["overlay"]).resolve() if rootfs.get("overlay") else None,
+        toolchains=_table(data, "toolchains", file),
+        aliases=_aliases(_table(data, "tasks", file), file),
         permissions=(project / rootfs["permissions"]).resolve()
         if rootfs.get("permissions")
         else None,

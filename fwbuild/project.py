@@ -25,7 +25,7 @@ from fwbuild.errors import ConfigError
 from fwbuild.overrides import Overrides, load_overrides, tree_fingerprint
 from fwbuild.pins import Pins
 from fwbuild.recipe import Package, Source
-from fwbuild.toolchain import ZigToolchain
+from fwbuild.toolchain import GccToolchain, Toolchain, ZigToolchain
 
 STAGES = ("fetch", "patch", "configure", "build", "install")
 # Bump when the engine changes what a stage produces, so every stamp made before is stale.
@@ -153,6 +153,7 @@ class Project:
     # --- toolchain ---------------------------------------------------------------------------
     @cached_property
     def toolchain(self) -> ZigToolchain:
+        """The userland cross compiler for the board's [target]."""
         t = self.board.target
         return ZigToolchain(
             arch=t.arch,
@@ -163,6 +164,36 @@ class Project:
             cflags=t.cflags,
             ldflags=t.ldflags,
         )
+
+    @cached_property
+    def toolchains(self) -> dict[str, Toolchain]:
+        found: dict[str, Toolchain] = {"target": self.toolchain}
+        for name, spec in self.board.toolchains.items():
+            if spec.get("kind") != "gcc" or not isinstance(spec.get("prefix"), str):
+                raise ConfigError(
+                    f'{self.board.file}: [toolchains.{name}] needs kind = "gcc" and '
+                    'prefix = "<triplet>-" (the only other kind the engine knows)'
+                )
+            found[name] = GccToolchain(
+                prefix=spec["prefix"],
+                install_hint=spec.get("install", f"install {spec['prefix']}gcc"),
+                cache_file=self.board.paths.build / "toolchain" / f"{name}-identity.json",
+                triplet=spec["prefix"].rstrip("-"),
+            )
+        return found
+
+    def toolchain_for(self, pkg: Package) -> Toolchain:
+        try:
+            return self.toolchains[pkg.toolchain]
+        except KeyError:
+            raise ConfigError(
+                f"{pkg.recipe_file}: toolchain {pkg.toolchain!r} is not defined; add "
+                f"[toolchains.{pkg.toolchain}] to {self.board.file}",
+                package=pkg.name,
+            ) from None
+
+    def used_toolchains(self) -> dict[str, Toolchain]:
+        return {p.toolchain: self.toolchain_for(p) for p in self.packages.values()}
 
     # --- where things are --------------------------------------------------------------------
     def workdir(self, name: str) -> Path:
@@ -179,6 +210,16 @@ class Project:
 
     def log_path(self, name: str, stage: str) -> Path:
         return self.workdir(name) / "logs" / f"{stage}.log"
+
+    def board_file(self, pkg: Package, rel: str) -> Path:
+        path = self.board.paths.project / rel
+        if not path.is_file():
+            raise ConfigError(
+                f"{pkg.recipe_file}: board file {rel} (in board_files) does not exist under "
+                f"{self.board.paths.project}; create it or fix the name",
+                package=pkg.name,
+            )
+        return path
 
     def remote_digests(self, source: Source) -> dict[str, str]:
         return source.digests() or self.pins.digests(source.filename)
@@ -236,7 +277,8 @@ class Project:
                 "patch": keys[(name, "patch")],
                 "version": pkg.version,
                 "recipe": file_sha256(pkg.recipe_file),
-                "toolchain": self.toolchain.identity() if pkg.toolchain == "target" else None,
+                "toolchain": self.toolchain_for(pkg).identity(),
+                "board_files": [[f, file_sha256(self.board_file(pkg, f))] for f in pkg.board_files],
                 "variants": pkg.variant_values,
                 "deps": {d: keys[(d, "install")] for d in self.closure(name)},
             }

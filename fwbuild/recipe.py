@@ -91,6 +91,12 @@ class Package:
     target_files: ClassVar[Mapping[str, int]] = {}
     # What the package needs from the image at run time (device nodes and the like).
     needs_devices: ClassVar[tuple[DeviceNeed, ...]] = ()
+    # Files of the board (paths relative to the project, e.g. a kernel config fragment) that the
+    # steps read: their contents are part of the configure stamp.
+    board_files: ClassVar[tuple[str, ...]] = ()
+    # Extra per-package tasks, ``task name -> (method name, one-line doc)``; the method gets a
+    # Context once the package is configured (menuconfig, savedefconfig, …).
+    extra_tasks: ClassVar[Mapping[str, tuple[str, str]]] = {}
     # "target" (the userland cross compiler) or the name of another toolchain the board defines.
     toolchain: ClassVar[str] = "target"
     # False: a configuration change starts from a fresh tree, because most build systems do not

@@ -132,15 +132,15 @@ def do_patch(project: Project, name: str) -> None:
 
 
 def make_context(project: Project, pkg: Package, stage: str, staging: Path) -> Context:
-    toolchain = project.toolchain
+    toolchain = project.toolchain_for(pkg)
     srcdir = project.srcdir(pkg.name)
     deps = {d: project.stagingdir(d) for d in project.closure(pkg.name)}
-    env = toolchain.env() if pkg.toolchain == "target" else {}
+    env = toolchain.env()
     # Keep build paths out of the binaries (debug info, __FILE__): reproducible, no host paths.
     prefix_map = f"-ffile-prefix-map={srcdir}=/usr/src/{pkg.label}"
     include = " ".join(f"-I{p / 'usr' / 'include'}" for p in deps.values())
     libs = " ".join(f"-L{p / 'usr' / 'lib'}" for p in deps.values())
-    if env:
+    if "CFLAGS" in env:
         env["CFLAGS"] = " ".join(x for x in (env["CFLAGS"], prefix_map, include) if x)
         env["CPPFLAGS"] = include
         env["LDFLAGS"] = " ".join(x for x in (env["LDFLAGS"], libs) if x)
@@ -216,6 +216,12 @@ def do_install(project: Project, name: str) -> None:
     remove_tree(final)
     tmp.rename(final)
     finish(project, name, "install", started)
+
+
+def do_extra(project: Project, name: str, task: str) -> None:
+    pkg = project.packages[name]
+    method, _ = pkg.extra_tasks[task]
+    getattr(pkg, method)(make_context(project, pkg, task, project.stagingdir(name)))
 
 
 STAGE_ACTIONS = {

@@ -20,7 +20,7 @@ from fwbuild.recipe import describe
 
 if TYPE_CHECKING:
     from fwbuild.recipe import Package
-    from fwbuild.toolchain import ZigToolchain
+    from fwbuild.toolchain import Toolchain
 
 LOG_TAIL_LINES = 25
 
@@ -36,7 +36,7 @@ class Context:
     srcdir: Path
     staging: Path
     deps_staging: dict[str, Path]
-    toolchain: ZigToolchain
+    toolchain: Toolchain
     build_triplet: str
     jobs: int
     log_path: Path
@@ -51,10 +51,17 @@ class Context:
         *cmd: str | os.PathLike[str],
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
+        interactive: bool = False,
     ) -> None:
+        """Run a command in the source tree, output to the stage's log (or the terminal)."""
         argv = [str(c) for c in cmd]
         full_env = {**self.base_env, **(env or {})}
         where = cwd or self.srcdir
+        if interactive:  # menuconfig and friends need the user's terminal
+            full_env["TERM"] = os.environ.get("TERM", "vt100")
+            if subprocess.run(argv, cwd=where, env=full_env, check=False).returncode != 0:
+                raise StepError(f"`{describe(argv)}` failed", package=self.package.name)
+            return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             log.write(f"$ cd {where} && {describe(argv)}\n".encode())

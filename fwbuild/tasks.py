@@ -88,7 +88,7 @@ def rootfs_uptodate(board_file: str) -> bool:
 def toolchain_key(project: Project) -> str:
     from fwbuild.project import digest_json
 
-    return digest_json(project.toolchain.identity())
+    return digest_json({n: t.identity() for n, t in sorted(project.used_toolchains().items())})
 
 
 def toolchain_stamp(project: Project) -> Path:
@@ -96,10 +96,20 @@ def toolchain_stamp(project: Project) -> Path:
 
 
 def run_toolchain(board_file: str) -> Any:
+    from fwbuild.errors import ConfigError
+
     project = project_for(board_file)
 
     def check() -> None:
-        print(project.toolchain.warm_up())
+        problems = [
+            f"{name}: {p.what} (fix: {p.fix})"
+            for name, toolchain in project.used_toolchains().items()
+            for p in toolchain.problems()
+        ]
+        if problems:  # all of them at once, before any long build starts
+            raise ConfigError("toolchains are not usable: " + "; ".join(problems))
+        for toolchain in project.used_toolchains().values():
+            print(toolchain.warm_up())
         write_stamp(toolchain_stamp(project), toolchain_key(project))
 
     return _guarded(check)
@@ -108,7 +118,7 @@ def run_toolchain(board_file: str) -> Any:
 def toolchain_uptodate(board_file: str) -> bool:
     project = project_for(board_file)
     return stamp_matches(toolchain_stamp(project), toolchain_key(project)) and (
-        project.toolchain.tool("cc").exists()
+        "target" not in project.used_toolchains() or project.toolchain.tool("cc").exists()
     )
 
 
@@ -140,6 +150,13 @@ def run_pin(board_file: str, name: str) -> Any:
     return _guarded(pin)
 
 
+def run_extra(board_file: str, name: str, task: str) -> Any:
+    from fwbuild.stages import do_extra
+
+    project = project_for(board_file)
+    return _guarded(lambda: do_extra(project, name, task))
+
+
 def run_dirclean(board_file: str, name: str) -> None:
     from fwbuild.unpack import remove_tree
 
@@ -164,8 +181,7 @@ def make_tasks(board_file: Path) -> dict[str, Callable[[], Any]]:
                     deps.append(f"{STAGES[STAGES.index(stage) - 1]}:{name}")
                 if stage == "configure":
                     deps += [f"install:{d}" for d in project.packages[name].depends]
-                    if project.packages[name].toolchain == "target":
-                        deps.append("toolchain")
+                    deps.append("toolchain")
                 yield {
                     "basename": stage,
                     "name": name,
@@ -231,9 +247,38 @@ def make_tasks(board_file: Path) -> dict[str, Callable[[], Any]]:
             yield {
                 "basename": "dirclean",
                 "name": name,
+                "doc": f"remove the work tree and stamps of {name}",
                 "actions": [(run_dirclean, [key, name])],
                 "uptodate": [False],
             }
+
+    extra: dict[str, list[tuple[str, str]]] = {}
+    for name in names:
+        for task, (_, doc) in project.packages[name].extra_tasks.items():
+            extra.setdefault(task, []).append((name, doc))
+    for task, members in extra.items():
+
+        def task_extra(task: str = task, members: list[tuple[str, str]] = members) -> Any:
+            yield {"basename": task, "name": None, "doc": members[0][1]}
+            for name, doc in members:
+                yield {
+                    "basename": task,
+                    "name": name,
+                    "doc": doc,
+                    "actions": [(run_extra, [key, name, task])],
+                    "task_dep": [f"configure:{name}"],
+                    "uptodate": [False],
+                    "verbosity": 2,
+                }
+
+        tasks[f"task_{task}"] = task_extra
+
+    for alias, spec in project.board.aliases.items():
+
+        def task_alias(spec: dict[str, Any] = spec) -> dict[str, Any]:
+            return {"actions": None, "task_dep": list(spec["run"]), "doc": spec["doc"]}
+
+        tasks[f"task_{alias}"] = task_alias
 
     tasks.update(
         task_rootfs=task_rootfs,

@@ -11,6 +11,7 @@ multi-word ``CC``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -18,6 +19,7 @@ import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Protocol
 
 from fwbuild.errors import ConfigError
 
@@ -26,6 +28,15 @@ from fwbuild.errors import ConfigError
 class Problem:
     what: str
     fix: str
+
+
+class Toolchain(Protocol):
+    triplet: str
+
+    def identity(self) -> dict[str, object]: ...
+    def problems(self) -> list[Problem]: ...
+    def env(self) -> dict[str, str]: ...
+    def warm_up(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -170,3 +181,63 @@ class ZigToolchain:
 def build_triplet() -> str:
     machine = os.uname().machine
     return f"{machine}-pc-linux-gnu"
+
+
+@dataclass(frozen=True)
+class GccToolchain:
+    """A GNU cross toolchain found on PATH by its prefix (``i686-linux-gnu-``), e.g. for kernels.
+
+    Its identity is the compiler's and the assembler's version text. Running them costs a few
+    milliseconds each, so the answer is cached per binary (path, size, mtime) in ``cache_file``:
+    a no-change build must not spawn compilers just to learn that nothing changed.
+    """
+
+    prefix: str
+    install_hint: str
+    cache_file: Path
+    triplet: str = ""
+
+    def _binary(self, tool: str) -> str | None:
+        return shutil.which(self.prefix + tool)
+
+    def identity(self) -> dict[str, object]:
+        gcc, ld = self._binary("gcc"), self._binary("as")
+        if gcc is None or ld is None:
+            return {"kind": "gcc", "prefix": self.prefix, "missing": True}
+        stats = [os.stat(b) for b in (gcc, ld)]
+        probe = f"{gcc}:{ld}:" + ":".join(f"{st.st_size}.{st.st_mtime_ns}" for st in stats)
+        try:
+            cache = json.loads(self.cache_file.read_text())
+        except (FileNotFoundError, ValueError):
+            cache = {}
+        if probe not in cache:
+            cache[probe] = {
+                "gcc": _first_line([gcc, "--version"]),
+                "as": _first_line([ld, "--version"]),
+            }
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.cache_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(cache, indent=1))
+            tmp.replace(self.cache_file)
+        return {"kind": "gcc", "prefix": self.prefix, **cache[probe]}
+
+    def problems(self) -> list[Problem]:
+        missing = [t for t in ("gcc", "ld", "as", "objcopy") if self._binary(t) is None]
+        if not missing:
+            return []
+        names = ", ".join(self.prefix + t for t in missing)
+        what = f"the cross toolchain {self.prefix}* is missing {names}"
+        return [Problem(what, self.install_hint)]
+
+    def env(self) -> dict[str, str]:
+        return {"CROSS_COMPILE": self.prefix, "CC": self.prefix + "gcc"}
+
+    def warm_up(self) -> str:
+        return f"{self.prefix}gcc: {self.identity().get('gcc')}"
+
+
+def _first_line(argv: list[str]) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        return ""
+    return (result.stdout or result.stderr).splitlines()[0].strip()
