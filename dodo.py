@@ -9,4 +9,5 @@ from pathlib import Path
 
 from fwbuild.dodo import load
 
-globals().update(load(Path(__file__).parent / os.environ.get("FWBUILD_BOARD", "configs/siso.toml")))
+HERE = Path(__file__).parent
+globals().update(load(HERE / os.environ.get("FWBUILD_BOARD", "configs/siso.toml"), HERE))

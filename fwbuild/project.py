@@ -25,7 +25,7 @@ from fwbuild.errors import ConfigError
 from fwbuild.overrides import Overrides, load_overrides, tree_fingerprint
 from fwbuild.pins import Pins
 from fwbuild.recipe import Package, Source
-from fwbuild.toolchain import GccToolchain, Toolchain, ZigToolchain
+from fwbuild.toolchain import GccToolchain, NoToolchain, Toolchain, ZigToolchain
 
 STAGES = ("fetch", "patch", "configure", "build", "install")
 # Bump when the engine changes what a stage produces, so every stamp made before is stale.
@@ -48,6 +48,8 @@ def load_recipe(recipes_dir: Path, name: str, board: Board, patches_dir: Path) -
             f"no recipe for package {name!r}: {file} does not exist; add it or remove the "
             "package from the board's [board] packages / the recipe's depends"
         )
+    if str(recipes_dir) not in sys.path:  # recipes may share helper modules (recipes/_x.py)
+        sys.path.insert(0, str(recipes_dir))
     module_name = f"fwbuild_recipes.{name}"
     spec = importlib.util.spec_from_file_location(module_name, file)
     assert spec is not None and spec.loader is not None
@@ -88,6 +90,7 @@ class Project:
     overrides: Overrides
     pins: Pins
     packages: dict[str, Package] = field(default_factory=dict)
+    _keys: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, board_file: Path, project_dir: Path | None = None) -> Project:
@@ -126,6 +129,16 @@ class Project:
 
         for name in self.board.packages:
             visit(name, None)
+        used = set().union(*(p.used_variants() for p in self.packages.values()))
+        unused = sorted(set(self.board.variants) - used)
+        if unused:
+            known = ", ".join(sorted(used)) or "none"
+            raise ConfigError(
+                f"{self.board.file}: [variants] {', '.join(unused)}: no recipe of this board "
+                f"reads it (variants the recipes know: {known}); check the spelling or remove it"
+            )
+        for pkg in self.packages.values():
+            pkg.validate()
         unknown = set(self.overrides.packages) - set(self.packages)
         if unknown:
             raise ConfigError(
@@ -167,7 +180,7 @@ class Project:
 
     @cached_property
     def toolchains(self) -> dict[str, Toolchain]:
-        found: dict[str, Toolchain] = {"target": self.toolchain}
+        found: dict[str, Toolchain] = {"target": self.toolchain, "none": NoToolchain()}
         for name, spec in self.board.toolchains.items():
             if spec.get("kind") != "gcc" or not isinstance(spec.get("prefix"), str):
                 raise ConfigError(
@@ -232,20 +245,23 @@ class Project:
         return self.board.paths.downloads / source.filename
 
     # --- keys --------------------------------------------------------------------------------
-    @cached_property
-    def keys(self) -> dict[tuple[str, str], str]:
-        keys: dict[tuple[str, str], str] = {}
-        for name in self.packages:  # dependencies come first: they were loaded first
-            for stage in STAGES:
-                keys[(name, stage)] = digest_json(self.stage_inputs(name, stage, keys))
-        return keys
+    def is_dynamic(self, name: str) -> bool:
+        """Whether the package (or one it depends on) has inputs its own steps can change."""
+        return self.packages[name].dynamic or any(
+            self.packages[d].dynamic for d in self.closure(name)
+        )
 
     def key(self, name: str, stage: str) -> str:
-        return self.keys[(name, stage)]
+        """The stage's key; memoised, except where the inputs can change during a build."""
+        memo = (name, stage)
+        if memo in self._keys:
+            return self._keys[memo]
+        value = digest_json(self.stage_inputs(name, stage))
+        if not self.is_dynamic(name):
+            self._keys[memo] = value
+        return value
 
-    def stage_inputs(
-        self, name: str, stage: str, keys: dict[tuple[str, str], str]
-    ) -> dict[str, Any]:
+    def stage_inputs(self, name: str, stage: str) -> dict[str, Any]:
         pkg = self.packages[name]
         base: dict[str, Any] = {"engine": ENGINE_STAMP_VERSION, "stage": stage}
         if stage == "fetch":
@@ -262,7 +278,7 @@ class Project:
             override = self.overrides.packages.get(name)
             return {
                 **base,
-                "fetch": keys[(name, "fetch")],
+                "fetch": self.key(name, "fetch"),
                 "srcdir": (
                     [str(override.srcdir), tree_fingerprint(override.srcdir)]
                     if override and override.srcdir
@@ -274,18 +290,22 @@ class Project:
         if stage == "configure":
             return {
                 **base,
-                "patch": keys[(name, "patch")],
+                "patch": self.key(name, "patch"),
                 "version": pkg.version,
                 "recipe": file_sha256(pkg.recipe_file),
                 "toolchain": self.toolchain_for(pkg).identity(),
                 "board_files": [[f, file_sha256(self.board_file(pkg, f))] for f in pkg.board_files],
                 "variants": pkg.variant_values,
-                "deps": {d: keys[(d, "install")] for d in self.closure(name)},
+                "deps": {d: self.key(d, "install") for d in self.closure(name)},
+                "board_data": {s: self.board.data.get(s) for s in pkg.board_sections},
             }
         previous = STAGES[STAGES.index(stage) - 1]
-        return {**base, previous: keys[(name, previous)]}
+        inputs = {**base, previous: self.key(name, previous)}
+        if stage == "install" and pkg.dynamic:
+            inputs["runtime"] = pkg.runtime_inputs()
+        return inputs
 
-    @cached_property
+    @property
     def rootfs_inputs(self) -> dict[str, Any]:
         overlay = self.board.overlay
         return {

@@ -87,13 +87,20 @@ class Package:
     # Board variants the recipe's steps read through ``self.variant(name)``; those named in
     # ``when=`` conditions count without being listed. Only these are part of its stamps.
     variants: ClassVar[tuple[str, ...]] = ()
-    # Files taken from the package's staging directory into the rootfs, with their modes.
+    # Files taken from the package's staging directory into the rootfs, with their modes. A
+    # pattern (``etc/racoon/*``) takes every match; symbolic links are taken as links.
     target_files: ClassVar[Mapping[str, int]] = {}
     # What the package needs from the image at run time (device nodes and the like).
     needs_devices: ClassVar[tuple[DeviceNeed, ...]] = ()
     # Files of the board (paths relative to the project, e.g. a kernel config fragment) that the
     # steps read: their contents are part of the configure stamp.
     board_files: ClassVar[tuple[str, ...]] = ()
+    # Sections of the board file (``[vpn]`` …) the steps read: their values join the stamps.
+    board_sections: ClassVar[tuple[str, ...]] = ()
+    # True when the install stage depends on things outside the build that its own steps may
+    # create or change (a PKI directory, a secrets file): ``runtime_inputs`` is then evaluated
+    # when doit asks, not once at start-up.
+    dynamic: ClassVar[bool] = False
     # Extra per-package tasks, ``task name -> (method name, one-line doc)``; the method gets a
     # Context once the package is configured (menuconfig, savedefconfig, …).
     extra_tasks: ClassVar[Mapping[str, tuple[str, str]]] = {}
@@ -151,6 +158,13 @@ class Package:
     @property
     def label(self) -> str:
         return f"{self.name}-{self.version}"
+
+    def validate(self) -> None:
+        """Check the board's settings for this package when the project loads (fail early)."""
+
+    def runtime_inputs(self) -> object:
+        """For ``dynamic`` packages: a JSON-able digest of what the install stage reads."""
+        return None
 
     # --- steps; ``ctx`` gives the environment, directories and a logged ``run`` ---------------
     def configure(self, ctx: Context) -> None:
@@ -214,6 +228,24 @@ class AutotoolsPackage(Package):
 
     def install(self, ctx: Context) -> None:
         ctx.make(*self.make_args(ctx), f"DESTDIR={ctx.staging}", "install", jobs=1)
+
+
+def expand_target_files(pkg: Package, staging: Path) -> tuple[list[tuple[str, int]], list[str]]:
+    """(staging path, mode) of every file a package puts into the rootfs, and what is missing."""
+    found: list[tuple[str, int]] = []
+    missing: list[str] = []
+    for pattern, mode in sorted(pkg.target_files.items()):
+        rel = pattern.lstrip("/")
+        if any(c in rel for c in "*?["):
+            matches = sorted(p for p in staging.glob(rel) if p.is_symlink() or p.is_file())
+            if not matches:
+                missing.append(pattern)
+            found += [(m.relative_to(staging).as_posix(), mode) for m in matches]
+        elif (staging / rel).is_symlink() or (staging / rel).is_file():
+            found.append((rel, mode))
+        else:
+            missing.append(pattern)
+    return found, missing
 
 
 def describe(cmd: list[str] | tuple[str, ...]) -> str:

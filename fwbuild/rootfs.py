@@ -32,6 +32,7 @@ from pathlib import Path
 
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.project import Project, stamp_matches, write_stamp
+from fwbuild.recipe import expand_target_files
 from fwbuild.unpack import remove_tree
 
 ELF_MAGIC = b"\x7fELF"
@@ -169,16 +170,29 @@ def assemble(project: Project) -> list[Entry]:
     try:
         for name, pkg in project.packages.items():
             staging = project.stagingdir(name)
-            for rel, mode in sorted(pkg.target_files.items()):
-                path = "/" + rel.lstrip("/")
+            files, missing = expand_target_files(pkg, staging)
+            if missing:
+                raise BuildError(
+                    f"{staging} lacks {', '.join(missing)} (target_files of {pkg.recipe_file}); "
+                    f"run `doit install:{name}` again",
+                    package=name,
+                )
+            for rel, mode in files:
+                path = "/" + rel
                 if path in entries:
                     raise BuildError(
                         f"packages {entries[path].package} and {name} both install {path}; "
                         f"remove it from the target_files of one of them ({pkg.recipe_file})",
                         package=name,
                     )
-                dest = tmp / rel.lstrip("/")
-                _copy_file(staging / rel.lstrip("/"), dest, strip if mode & 0o111 else None)
+                src, dest = staging / rel, tmp / rel
+                if src.is_symlink():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    target = os.readlink(src)
+                    os.symlink(target, dest)
+                    entries[path] = Entry(path, "l", 0o777, package=name, target=target)
+                    continue
+                _copy_file(src, dest, strip if mode & 0o111 else None)
                 entries[path] = Entry(path, "f", mode, package=name)
         overlay = project.board.overlay
         if overlay and overlay.is_dir():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.project import STAGES, Project, write_stamp
-from fwbuild.recipe import Package
+from fwbuild.recipe import Package, expand_target_files
 from fwbuild.steps import Context, clean_env
 from fwbuild.toolchain import build_triplet
 from fwbuild.unpack import copy_tree, extract_tarball, remove_tree
@@ -36,7 +36,7 @@ def finish(project: Project, name: str, stage: str, started: float) -> None:
     write_stamp(
         project.stamp_path(name, stage),
         project.key(name, stage),
-        inputs=project.stage_inputs(name, stage, project.keys),
+        inputs=project.stage_inputs(name, stage),
         seconds=round(time.monotonic() - started, 3),
     )
 
@@ -203,7 +203,7 @@ def do_install(project: Project, name: str) -> None:
     _start_log(project, name, "install")
     try:
         pkg.install(make_context(project, pkg, "install", tmp))
-        missing = [p for p in pkg.target_files if not (tmp / p).is_file()]
+        _, missing = expand_target_files(pkg, tmp)
         if missing:
             raise BuildError(
                 f"install did not produce {', '.join(missing)} (declared in target_files of "

@@ -33,10 +33,16 @@ STAGE_DOCS = {
 }
 
 
-def project_for(board_file: str) -> Project:
-    if board_file not in _PROJECTS:
-        _PROJECTS[board_file] = Project.load(Path(board_file))
-    return _PROJECTS[board_file]
+def project_key(board_file: Path, project_dir: Path | None) -> str:
+    """What identifies a loaded project in task arguments (plain strings pickle everywhere)."""
+    return f"{board_file.resolve()}::{project_dir.resolve() if project_dir else ''}"
+
+
+def project_for(key: str) -> Project:
+    if key not in _PROJECTS:
+        board, _, project = key.partition("::")
+        _PROJECTS[key] = Project.load(Path(board), Path(project) if project else None)
+    return _PROJECTS[key]
 
 
 def _guarded(func: Callable[[], Any]) -> Any:
@@ -165,9 +171,9 @@ def run_dirclean(board_file: str, name: str) -> None:
     project.rootfs_stamp.unlink(missing_ok=True)
 
 
-def make_tasks(board_file: Path) -> dict[str, Callable[[], Any]]:
+def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, Callable[[], Any]]:
     """The ``task_*`` functions for a dodo module (``globals().update(make_tasks(...))``)."""
-    key = str(board_file.resolve())
+    key = project_key(board_file, project_dir)
     project = project_for(key)
     names = list(project.packages)
     tasks: dict[str, Callable[[], Any]] = {}
@@ -295,8 +301,8 @@ def _unstamp(board_file: str, name: str, stage: str) -> None:
     project.stamp_path(name, stage).unlink(missing_ok=True)
 
 
-def doit_config(board_file: Path) -> dict[str, Any]:
-    project = project_for(str(board_file.resolve()))
+def doit_config(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
+    project = project_for(project_key(board_file, project_dir))
     build = project.board.paths.build
     build.mkdir(parents=True, exist_ok=True)
     return {

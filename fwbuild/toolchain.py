@@ -241,3 +241,22 @@ def _first_line(argv: list[str]) -> str:
     if result.returncode != 0:
         return ""
     return (result.stdout or result.stderr).splitlines()[0].strip()
+
+
+@dataclass(frozen=True)
+class NoToolchain:
+    """For packages that compile nothing (configuration, certificates)."""
+
+    triplet: str = ""
+
+    def identity(self) -> dict[str, object]:
+        return {"kind": "none"}
+
+    def problems(self) -> list[Problem]:
+        return []
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def warm_up(self) -> str:
+        return "no toolchain needed"

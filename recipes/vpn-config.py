@@ -1,0 +1,65 @@
+"""The VPN daemons' configuration, rendered from the board's [vpn] section (seed §6.2.2-6.2.4).
+
+racoon.conf (road-warrior responder with certificates), l2tpd.conf (LNS, stock 0.69 keys) and
+pppd's options.l2tp (MS-CHAPv2; MPPE spelled for the pppd variant that is built). The secrets
+(chap-secrets) and the certificates are separate packages, so that changing a password or
+reissuing a certificate re-renders only what depends on it.
+"""
+
+from _vpn import vpn_settings
+
+from fwbuild.recipe import Package
+from fwbuild.templates import render
+
+TEMPLATES = "configs/templates"
+
+# The MPPE/MPPC patch replaces stock pppd's MPPE options by its own; an unknown option makes
+# pppd exit, so the spelling must follow the variant.
+MPPE_OPTIONS = {
+    True: "mppe required,stateless,no40,no56\nmppc",
+    False: "require-mppe-128\nnomppe-stateful",
+}
+
+
+class VpnConfig(Package):
+    name = "vpn-config"
+    version = "1"
+    license = "MIT"
+    variants = ("mppc",)
+    board_sections = ("vpn",)
+    board_files = (
+        f"{TEMPLATES}/racoon.conf.in",
+        f"{TEMPLATES}/l2tpd.conf.in",
+        f"{TEMPLATES}/options.l2tp.in",
+    )
+    target_files = {
+        "etc/sysconfig/racoon.conf": 0o644,
+        "etc/sysconfig/l2tpd.conf": 0o644,
+        "etc/sysconfig/ppp/options.l2tp": 0o644,
+    }
+    toolchain = "none"
+
+    def validate(self):
+        vpn_settings(self.board)
+
+    def install(self, ctx):
+        vpn = vpn_settings(self.board)
+        natt = vpn.nat_traversal
+        values = {
+            "wan_ip": vpn.wan.ip,
+            "natt_listen": f"\tisakmp_natt {vpn.wan.ip} [4500];\n" if natt else "",
+            "nat_traversal": "on" if natt else "off",
+            "server_cert": f"{vpn.server_name}-cert.pem",
+            "server_key": f"{vpn.server_name}-key.pem",
+            "server_name": vpn.server_name,
+            "client_pool": vpn.pool_text,
+            "ppp_ip": vpn.ppp.ip,
+            "mppe_options": MPPE_OPTIONS[self.variant("mppc")],
+            "ms_dns": "\n".join(f"ms-dns {a}" for a in vpn.dns),
+            "mtu": vpn.mtu,
+        }
+        project_dir = self.board.paths.project
+        for template, target in zip(self.board_files, self.target_files, strict=True):
+            out = ctx.staging / target
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(render(project_dir / template, values))

@@ -1,0 +1,51 @@
+"""pppd's chap-secrets for the VPN users (seed §6.2.4), mode 0600, root only.
+
+Passwords come from the secrets file outside the repository (FWBUILD_SECRETS, default
+~/.config/fwbuild/<board>-secrets.toml); when it does not exist, strong random passwords are
+generated into it (mode 0600) and its path is printed. Passwords never reach logs or stamps:
+the stamp holds a digest of the file.
+"""
+
+import hashlib
+
+from _vpn import load_passwords, pppd_word, secrets_path, vpn_settings
+
+from fwbuild.recipe import Package
+
+
+class VpnSecrets(Package):
+    name = "vpn-secrets"
+    version = "1"
+    license = "MIT"
+    board_sections = ("vpn", "secrets")
+    target_files = {"etc/sysconfig/ppp/chap-secrets": 0o600}
+    toolchain = "none"
+    dynamic = True  # the secrets file is created by install and edited by people
+
+    def validate(self):
+        vpn = vpn_settings(self.board)
+        path = secrets_path(self.board)
+        for user, password in load_passwords(path, vpn.users, create=False).items():
+            pppd_word(password, what=f"the password of {user!r} in {path}")
+
+    def runtime_inputs(self):
+        path = secrets_path(self.board)
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+
+    def install(self, ctx):
+        vpn = vpn_settings(self.board)
+        path = secrets_path(self.board)
+        passwords = load_passwords(path, vpn.users, create=True)
+        server = pppd_word(vpn.server_name, what="[vpn] server_name")
+        lines = ["# client\tserver\tsecret\tIP addresses (* = any from l2tpd's range)"]
+        for user in vpn.users:
+            secret = pppd_word(passwords[user], what=f"the password of {user!r} in {path}")
+            client = pppd_word(user, what=f"user name {user!r}")
+            # The server field must equal pppd's `name` (l2tpd's `name`); an empty address list
+            # would allow no address at all and make IPCP fail.
+            lines.append(f"{client}\t{server}\t{secret}\t*")
+        out = ctx.staging / "etc/sysconfig/ppp/chap-secrets"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.touch(mode=0o600)
+        out.chmod(0o600)
+        out.write_text("\n".join(lines) + "\n")

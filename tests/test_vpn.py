@@ -1,0 +1,206 @@
+"""The VPN configuration packages on the real board file: rendered files, secrets, certificates.
+
+Runs the repository's own dodo.py and recipes with a board that holds only the configuration
+packages (nothing to compile), a PKI directory and a secrets file in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+from support.doitrun import DoitRun, doit_env, run_doit
+
+REPO = Path(__file__).resolve().parents[1]
+VPN_PACKAGES = '["vpn-config", "vpn-secrets", "vpn-pki"]'
+
+
+def board(tmp: Path, *, edit: dict[str, str] | None = None) -> Path:
+    text = (REPO / "configs" / "siso.toml").read_text()
+    text = re.sub(r"(?m)^packages = .*$", f"packages = {VPN_PACKAGES}", text)
+    for old, new in (edit or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp / "board.toml"
+    path.write_text(text)
+    return path
+
+
+def env_for(tmp: Path, board_file: Path) -> dict[str, str]:
+    return doit_env(
+        FWBUILD_BOARD=str(board_file),
+        FWBUILD_BUILD_DIR=str(tmp / "build"),
+        FWBUILD_OUTPUT_DIR=str(tmp / "output"),
+        FWBUILD_PKI_DIR=str(tmp / "pki"),
+        FWBUILD_SECRETS=str(tmp / "secrets" / "siso.toml"),
+    )
+
+
+def build(tmp: Path, **kw: dict[str, str]) -> DoitRun:
+    return run_doit(REPO, "rootfs", env=env_for(tmp, board(tmp, **kw)))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DoitRun]:
+    tmp = tmp_path_factory.mktemp("vpn")
+    return tmp, build(tmp)
+
+
+def test_builds_and_generates_secrets(built: tuple[Path, DoitRun]) -> None:
+    tmp, run = built
+    assert run.returncode == 0, run.output
+    secrets = tmp / "secrets" / "siso.toml"
+    assert secrets.stat().st_mode & 0o777 == 0o600
+    passwords = tomllib.loads(secrets.read_text())["users"]
+    assert set(passwords) == {"alice", "bob"} and all(len(p) >= 20 for p in passwords.values())
+    assert str(secrets) in run.output
+    for password in passwords.values():  # never in task output or the stamps/logs
+        assert password not in run.output
+        for f in (tmp / "build").rglob("*"):
+            if f.is_file() and "staging" not in f.parts and "rootfs" not in f.parts:
+                assert password.encode() not in f.read_bytes(), f
+
+
+def test_rendered_configs(built: tuple[Path, DoitRun]) -> None:
+    tmp, _ = built
+    etc = tmp / "build" / "rootfs" / "etc" / "sysconfig"
+    racoon = (etc / "racoon.conf").read_text()
+    assert 'path certificate "/etc/sysconfig/racoon";' in racoon
+    assert "isakmp 192.168.1.1 [500];" in racoon
+    assert 'certificate_type x509 "siso.vonk-cert.pem" "siso.vonk-key.pem";' in racoon
+    assert "generate_policy on;" in racoon and "pfs_group" not in racoon
+    assert "dh_group modp1024;" in racoon
+    l2tpd = (etc / "l2tpd.conf").read_text()
+    keys = {line.split("=")[0].strip() for line in l2tpd.splitlines() if "=" in line}
+    stock_069 = {"port", "ip range", "local ip", "require authentication", "name", "ppp debug",
+                 "pppoptfile", "length bit"}  # fmt: skip
+    assert keys <= stock_069, keys - stock_069
+    assert "ip range = 192.168.50.10-192.168.50.50" in l2tpd and "name = siso.vonk" in l2tpd
+    options = (etc / "ppp" / "options.l2tp").read_text().splitlines()
+    assert "require-mschap-v2" in options and "name siso.vonk" in options
+    assert "mppe required,stateless,no40,no56" in options and "mppc" in options  # mppc on
+    assert "require-mppe-128" not in options
+
+
+def test_chap_secrets(built: tuple[Path, DoitRun]) -> None:
+    tmp, _ = built
+    path = tmp / "build" / "rootfs" / "etc" / "sysconfig" / "ppp" / "chap-secrets"
+    assert path.stat().st_mode & 0o777 == 0o600
+    rows = [line.split("\t") for line in path.read_text().splitlines() if not line.startswith("#")]
+    passwords = tomllib.loads((tmp / "secrets" / "siso.toml").read_text())["users"]
+    assert rows == [[u, "siso.vonk", passwords[u], "*"] for u in ("alice", "bob")]
+
+
+def test_certificates_and_hash_links(built: tuple[Path, DoitRun]) -> None:
+    tmp, _ = built
+    racoon = tmp / "build" / "rootfs" / "etc" / "sysconfig" / "racoon"
+    for name in ("siso.vonk-cert.pem", "siso.vonk-key.pem", "CAcert.pem", "CRL.pem"):
+        assert (racoon / name).stat().st_mode & 0o777 == 0o600
+    assert b"BEGIN RSA PRIVATE KEY" in (racoon / "siso.vonk-key.pem").read_bytes()
+    assert not list(racoon.glob("CAkey*"))  # the CA key never enters the image
+    ca_key = (tmp / "pki" / "ca" / "CAkey.pem").read_bytes()
+    for f in (tmp / "build" / "rootfs").rglob("*"):
+        if f.is_file():
+            assert ca_key not in f.read_bytes()
+    new = subprocess.run(["openssl", "x509", "-noout", "-hash", "-in", str(racoon / "CAcert.pem")],
+                         capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert os.readlink(racoon / f"{new}.0") == "CAcert.pem"
+    assert os.readlink(racoon / f"{new}.r0") == "CRL.pem"
+    verify = subprocess.run(
+        ["openssl", "verify", "-CApath", str(racoon), "-crl_check_all",
+         str(racoon / "siso.vonk-cert.pem"), str(tmp / "pki" / "certs" / "alice-cert.pem")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert (tmp / "pki" / "certs" / "alice.p12").stat().st_mode & 0o777 == 0o600
+    assert (
+        "AssumeUDPEncapsulationContextOnSendRule"
+        in (tmp / "pki" / "certs" / "alice-windows-xp.txt").read_text()
+    )
+
+
+def test_password_edit_rerenders_only_chap_secrets(built: tuple[Path, DoitRun]) -> None:
+    tmp, _ = built
+    env = env_for(tmp, tmp / "board.toml")
+    assert run_doit(REPO, "rootfs", env=env).ran == set()
+    secrets = tmp / "secrets" / "siso.toml"
+    text = secrets.read_text()
+    secrets.write_text(
+        re.sub(r'(?m)^alice = ".*"$', 'alice = "has space #and \\\\"quote\\\\""', text)
+    )
+    run = run_doit(REPO, "rootfs", env=env)
+    assert run.returncode == 0, run.output
+    assert run.ran == {"install:vpn-secrets", "rootfs"}
+    chap = (tmp / "build/rootfs/etc/sysconfig/ppp/chap-secrets").read_text()
+    assert 'alice\tsiso.vonk\t"has space #and \\"quote\\""\t*' in chap
+
+
+def test_ca_survives_dirclean_and_rebuild(built: tuple[Path, DoitRun]) -> None:
+    tmp, _ = built
+    env = env_for(tmp, tmp / "board.toml")
+    ca = (tmp / "pki" / "ca" / "CAcert.pem").read_bytes()
+    assert run_doit(REPO, "dirclean:vpn-pki", env=env).returncode == 0
+    again = run_doit(REPO, "rootfs", env=env)
+    assert again.returncode == 0 and "install:vpn-pki" in again.ran
+    assert (tmp / "pki" / "ca" / "CAcert.pem").read_bytes() == ca
+    installed = (tmp / "build/rootfs/etc/sysconfig/racoon/CAcert.pem").read_bytes()
+    assert installed == ca
+
+
+POOL = 'client_pool = "192.168.50.10-192.168.50.50"'
+BAD_SETTINGS = {
+    "pool-outside": ({POOL: 'client_pool = "192.168.60.10-192.168.60.20"'},
+                     "outside the server's PPP subnet"),
+    "pool-has-server": ({POOL: 'client_pool = "192.168.50.1-192.168.50.20"'},
+                        "contains the server's own PPP address"),
+    "overlap-wan": ({'ppp_address = "192.168.50.1/24"': 'ppp_address = "192.168.1.200/24"',
+                     POOL: 'client_pool = "192.168.1.210-192.168.1.220"'},
+                    "overlaps the WAN subnet"),
+    "unknown-variant": ({"mppc = true": "mppc = true\nmpcc = false"}, "[variants] mpcc"),
+    "no-users": ({'users = ["alice", "bob"]': "users = []"}, "[vpn] users"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("edit", "message"), BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_bad_settings_are_named_before_anything_is_written(
+    tmp_path: Path, edit: dict[str, str], message: str
+) -> None:
+    run = build(tmp_path, edit=edit)
+    assert run.returncode != 0
+    assert message in run.output and "board.toml" in run.output
+    assert "Traceback" not in run.output
+    assert not (tmp_path / "build" / "rootfs").exists()
+    assert not (tmp_path / "pki").exists() and not (tmp_path / "secrets").exists()
+
+
+def test_user_without_password_is_named(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets" / "siso.toml"
+    secrets.parent.mkdir()
+    secrets.write_text('[users]\nalice = "x"\n')
+    secrets.chmod(0o600)
+    run = build(tmp_path)
+    assert run.returncode != 0
+    assert "user 'bob'" in run.output and str(secrets) in run.output
+    secrets.chmod(0o644)
+    run = build(tmp_path)
+    assert "readable by others" in run.output
+
+
+def test_secret_pppd_cannot_read_is_refused(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets" / "siso.toml"
+    secrets.parent.mkdir()
+    secrets.write_text('[users]\nalice = "@/etc/passwd"\nbob = "fine"\n')
+    secrets.chmod(0o600)
+    run = build(tmp_path)
+    assert run.returncode != 0 and "'@/'" in run.output and "alice" in run.output
+
+
+def test_stock_mppe_spelling_when_mppc_is_off(tmp_path: Path) -> None:
+    run = build(tmp_path, edit={"mppc = true": "mppc = false"})
+    assert run.returncode == 0, run.output
+    options = (tmp_path / "build/rootfs/etc/sysconfig/ppp/options.l2tp").read_text().splitlines()
+    assert "require-mppe-128" in options and "mppc" not in options
