@@ -14,6 +14,8 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -323,6 +325,9 @@ class Project:
             if self.board.permissions and self.board.permissions.exists()
             else None,
             "rootfs_dir": str(self.board.paths.rootfs),
+            "output_dir": str(self.board.paths.output),
+            "source_date_epoch": os.environ.get("SOURCE_DATE_EPOCH", "0"),
+            "genext2fs": shutil.which("genext2fs"),
         }
 
     @property

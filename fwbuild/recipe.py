@@ -23,7 +23,7 @@ order after the downloaded ones.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -90,6 +90,9 @@ class Package:
     # Files taken from the package's staging directory into the rootfs, with their modes. A
     # pattern (``etc/racoon/*``) takes every match; symbolic links are taken as links.
     target_files: ClassVar[Mapping[str, int]] = {}
+    # Files of the staging directory that are images of their own, not rootfs content:
+    # ``output name -> staging path`` (a kernel: {"bzImage": "boot/bzImage"}).
+    image_files: ClassVar[Mapping[str, str]] = {}
     # What the package needs from the image at run time (device nodes and the like).
     needs_devices: ClassVar[tuple[DeviceNeed, ...]] = ()
     # Files of the board (paths relative to the project, e.g. a kernel config fragment) that the
@@ -165,6 +168,13 @@ class Package:
     def runtime_inputs(self) -> object:
         """For ``dynamic`` packages: a JSON-able digest of what the install stage reads."""
         return None
+
+    def post_patch(self, tree: Path, local_file: Callable[[str], Path]) -> None:
+        """Change the fresh tree after the patch series (still under its temporary name).
+
+        ``local_file(filename)`` is where a declared source or patch was fetched to. Raise a
+        BuildError to abandon the tree: nothing is left half-prepared.
+        """
 
     # --- steps; ``ctx`` gives the environment, directories and a logged ``run`` ---------------
     def configure(self, ctx: Context) -> None:

@@ -120,7 +120,8 @@ def manifest_path(project: Project) -> Path:
 
 
 def rootfs_uptodate(project: Project) -> bool:
-    return project.board.paths.rootfs.is_dir() and stamp_matches(
+    paths = project.board.paths
+    return paths.rootfs.is_dir() and paths.output.is_dir() and stamp_matches(
         project.rootfs_stamp, project.rootfs_key
     )
 
@@ -130,8 +131,8 @@ def _check_rootfs_dir_is_ours(project: Project) -> None:
     if not rootfs.exists() or not any(rootfs.iterdir()):
         return
     try:
-        recorded = json.loads(manifest_path(project).read_text()).get("rootfs")
-    except (FileNotFoundError, ValueError):
+        recorded = manifest_path(project).with_name("rootfs.owner").read_text().strip()
+    except FileNotFoundError:
         recorded = None
     if recorded != str(rootfs):
         raise ConfigError(
@@ -217,7 +218,15 @@ def assemble(project: Project) -> list[Entry]:
         if project.board.permissions:
             for perm in parse_permissions(project.board.permissions):
                 _apply_permission(tmp, entries, perm, project.board.permissions)
+        for name, pkg in project.packages.items():  # what recipes say the image must provide
+            for need in pkg.needs_devices:
+                if need.path not in entries:
+                    kind = need.kind
+                    entries[need.path] = Entry(need.path, kind, need.mode, package=name,
+                                               major=need.major, minor=need.minor)  # fmt: skip
+                    (tmp / need.path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         _add_directories(tmp, entries)
+        epoch = source_date_epoch()
         for entry in entries.values():
             on_disk = tmp / entry.path.lstrip("/")
             if entry.type == "f":
@@ -226,12 +235,15 @@ def assemble(project: Project) -> list[Entry]:
                 entry.sha256 = _sha256(on_disk)
             elif entry.type == "d":
                 on_disk.chmod(entry.mode)
+            if entry.type in {"f", "d", "l"}:
+                os.utime(on_disk, (epoch, epoch), follow_symlinks=False)
     except BaseException:
         remove_tree(tmp)
         raise
     manifest = sorted(entries.values(), key=lambda e: e.path)
     _swap_in(tmp, rootfs)
     write_manifest(project, manifest)
+    write_outputs(project, manifest)
     write_stamp(
         project.rootfs_stamp,
         project.rootfs_key,
@@ -239,6 +251,47 @@ def assemble(project: Project) -> list[Entry]:
         seconds=round(time.monotonic() - started, 3),
     )
     return manifest
+
+
+def source_date_epoch() -> int:
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    if not raw.isdigit():
+        raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds")
+    return int(raw)
+
+
+def write_outputs(project: Project, manifest: list[Entry]) -> None:
+    """The output directory, replaced whole: images, kernel, manifest, sha256sums."""
+    from fwbuild import images
+
+    out = project.board.paths.output
+    tmp = out.with_name(f".{out.name}.new")
+    remove_tree(tmp)
+    tmp.mkdir(parents=True)
+    rootfs = project.board.paths.rootfs
+    epoch = source_date_epoch()
+    try:
+        names = []
+        for name, pkg in project.packages.items():
+            for image, rel in pkg.image_files.items():
+                src = project.stagingdir(name) / rel
+                if not src.is_file():
+                    raise BuildError(f"{src} (image_files of {pkg.recipe_file}) is missing; run "
+                                     f"`doit install:{name}` again", package=name)  # fmt: skip
+                shutil.copyfile(src, tmp / image)
+                names.append(image)
+        images.write_tar(manifest, rootfs, tmp / "rootfs.tar", epoch)
+        images.write_cpio(manifest, rootfs, tmp / "rootfs.cpio.gz", epoch)
+        names += ["rootfs.tar", "rootfs.cpio.gz"]
+        if images.write_ext2(manifest, rootfs, tmp / "rootfs.ext2", epoch):
+            names.append("rootfs.ext2")
+        shutil.copyfile(manifest_path(project), tmp / "manifest.json")
+        names.append("manifest.json")
+        images.write_sha256sums(tmp, names)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    _swap_in(tmp, out)
 
 
 def _apply_permission(tmp: Path, entries: dict[str, Entry], perm: Entry, table: Path) -> None:
@@ -283,7 +336,11 @@ def _swap_in(tmp: Path, rootfs: Path) -> None:
 
 def write_manifest(project: Project, manifest: list[Entry]) -> None:
     path = manifest_path(project)
-    data = {"rootfs": str(project.board.paths.rootfs), "entries": [asdict(e) for e in manifest]}
+    # The image's manifest holds no build paths (reproducible); the rootfs path it was made in is
+    # kept beside it for the "is this ROOTFS_DIR ours" check.
+    data = {"entries": [asdict(e) for e in manifest]}
+    owner = path.with_name("rootfs.owner")
+    owner.write_text(str(project.board.paths.rootfs) + "\n")
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)

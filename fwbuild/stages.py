@@ -116,6 +116,18 @@ def fresh_tree(project: Project, pkg: Package) -> None:
         series = [PatchFile(project.local_file(p), p.strip) for p in pkg.active_patches()]
         series += [PatchFile(p, 1) for p in pkg.own_patches]
         apply_series(tmp, series, package=name)
+        by_name = {s.filename: s for s in [*pkg.active_sources(), *pkg.active_patches()]}
+
+        def local_file(filename: str) -> Path:
+            if filename not in by_name:
+                raise ConfigError(
+                    f"{pkg.recipe_file}: post_patch asks for {filename!r}, which is not an active "
+                    "source or patch of the recipe",
+                    package=name,
+                )
+            return project.local_file(by_name[filename])
+
+        pkg.post_patch(tmp, local_file)
     except BaseException:
         remove_tree(tmp)
         raise

@@ -52,6 +52,7 @@ class Context:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         interactive: bool = False,
+        input: bytes | None = None,
     ) -> None:
         """Run a command in the source tree, output to the stage's log (or the terminal)."""
         argv = [str(c) for c in cmd]
@@ -71,7 +72,8 @@ class Context:
                     argv,
                     cwd=where,
                     env=full_env,
-                    stdin=subprocess.DEVNULL,
+                    input=input,
+                    stdin=None if input is not None else subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     check=False,

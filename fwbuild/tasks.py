@@ -279,7 +279,16 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
 
         tasks[f"task_{task}"] = task_extra
 
+    known = {f"{s}:{n}" for s in STAGES for n in names} | {"rootfs", "source", "toolchain"}
     for alias, spec in project.board.aliases.items():
+        unknown = [t for t in spec["run"] if t not in known]
+        if unknown:
+            from fwbuild.errors import ConfigError
+
+            raise ConfigError(
+                f"{project.board.file}: [tasks.{alias}] runs {', '.join(unknown)}, which this "
+                f"board does not have (its packages: {', '.join(names)})"
+            )
 
         def task_alias(spec: dict[str, Any] = spec) -> dict[str, Any]:
             return {"actions": None, "task_dep": list(spec["run"]), "doc": spec["doc"]}

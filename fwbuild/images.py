@@ -1,0 +1,130 @@
+"""Image writers that need no root: the manifest says owners, modes and device nodes.
+
+``rootfs.cpio.gz`` (newc, what the kernel unpacks as its initramfs) and ``rootfs.tar`` are written
+entry by entry from the manifest, so ``/dev/console`` is a real character device in them although
+the build never ran mknod. Entries are sorted, times come from ``SOURCE_DATE_EPOCH``, owners are
+the table's numbers and gzip gets no name or time: the same inputs give byte-identical images.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from fwbuild.rootfs import Entry
+
+_TYPE_BITS = {"f": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK,
+              "c": stat.S_IFCHR, "b": stat.S_IFBLK}  # fmt: skip
+
+
+def _content(entry: Entry, rootfs: Path) -> bytes:
+    if entry.type == "f":
+        return (rootfs / entry.path.lstrip("/")).read_bytes()
+    if entry.type == "l":
+        return entry.target.encode()
+    return b""
+
+
+def _parents_first(entries: Iterable[Entry]) -> list[Entry]:
+    return sorted(entries, key=lambda e: e.path)
+
+
+def write_cpio(entries: Iterable[Entry], rootfs: Path, out: Path, mtime: int) -> None:
+    """A gzip-compressed cpio "newc" archive, as Linux's initramfs unpacker reads it."""
+    buf = io.BytesIO()
+
+    def pad() -> None:
+        buf.write(b"\0" * (-buf.tell() % 4))
+
+    for ino, entry in enumerate([*_parents_first(entries), None], 1):
+        if entry is None:
+            name, mode, data, rdev, uid, gid, nlink = b"TRAILER!!!\0", 0, b"", (0, 0), 0, 0, 1
+        else:
+            name = entry.path.lstrip("/").encode() + b"\0"
+            mode = _TYPE_BITS[entry.type] | entry.mode
+            data = _content(entry, rootfs)
+            rdev = (entry.major, entry.minor)
+            uid, gid = entry.uid, entry.gid
+            nlink = 2 if entry.type == "d" else 1
+        fields = (ino, mode, uid, gid, nlink, mtime if entry else 0, len(data), 0, 0, *rdev,
+                  len(name), 0)  # fmt: skip
+        buf.write(b"070701" + "".join(f"{v:08X}" for v in fields).encode() + name)
+        pad()
+        buf.write(data)
+        pad()
+    _write_atomic(out, gzip.compress(buf.getvalue(), compresslevel=9, mtime=0))
+
+
+def write_tar(entries: Iterable[Entry], rootfs: Path, out: Path, mtime: int) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for entry in _parents_first(entries):
+            info = tarfile.TarInfo("./" + entry.path.lstrip("/"))
+            info.mode, info.uid, info.gid, info.mtime = entry.mode, entry.uid, entry.gid, mtime
+            info.uname = info.gname = ""
+            data = b""
+            if entry.type == "f":
+                data = _content(entry, rootfs)
+                info.size = len(data)
+            elif entry.type == "d":
+                info.type = tarfile.DIRTYPE
+            elif entry.type == "l":
+                info.type, info.linkname = tarfile.SYMTYPE, entry.target
+            else:
+                info.type = tarfile.CHRTYPE if entry.type == "c" else tarfile.BLKTYPE
+                info.devmajor, info.devminor = entry.major, entry.minor
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    _write_atomic(out, raw.getvalue())
+
+
+def write_ext2(entries: list[Entry], rootfs: Path, out: Path, mtime: int) -> bool:
+    """An ext2 image with genext2fs, if installed (owners and devices from a device table)."""
+    tool = shutil.which("genext2fs")
+    if tool is None:
+        return False
+    table = out.with_suffix(".devtable")
+    lines = [
+        f"{e.path}\t{e.type}\t{e.mode:o}\t{e.uid}\t{e.gid}\t{e.major if e.type in 'cb' else '-'}"
+        f"\t{e.minor if e.type in 'cb' else '-'}\t-\t-\t-"
+        for e in _parents_first(entries)
+        if e.type in {"f", "d", "c", "b"}
+    ]
+    table.write_text("\n".join(lines) + "\n")
+    size_kib = sum(e.size for e in entries) // 1024 + 2048 + 2 * len(entries)
+    tmp = out.with_name(f".{out.name}.tmp")
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(mtime)}
+    result = subprocess.run(
+        [tool, "-U", "-d", str(rootfs), "-D", str(table), "-b", str(size_kib),
+         "-N", str(len(entries) + 64), str(tmp)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    table.unlink()
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        from fwbuild.errors import BuildError
+
+        raise BuildError(f"genext2fs failed for {out}: {result.stderr.strip()[-500:]}")
+    tmp.replace(out)
+    return True
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_sha256sums(directory: Path, names: Iterable[str]) -> None:
+    lines = [
+        f"{hashlib.sha256((directory / n).read_bytes()).hexdigest()}  {n}" for n in sorted(names)
+    ]
+    _write_atomic(directory / "sha256sums", ("\n".join(lines) + "\n").encode())

@@ -1,0 +1,173 @@
+"""Linux 2.6.11 for the i586 board, with MPPE (and MPPC) for pppd, built with GCC for i386.
+
+Variant ``mppc`` on: Jan Dubiec's MPPE/MPPC 1.3 kernel patch. No digest of it is published
+anywhere, so it is refused until pinned (``doit pin:linux`` records its digest in
+configs/pins.lock) or provided through a local override. Off: the stock MPPE driver that ships in
+ppp-2.4.3's ``linux/mppe/`` (three small patches plus driver sources, what its mppeinstall.sh does).
+
+Our patches in patches/linux/2.6.11/ make the 2005 tree build and *run* with gcc 12, binutils 2.40
+and make 4: segment-register moves, a Makefile typo, the bitops asm constraints that otherwise
+build a kernel that panics at boot, make ≥ 3.82's ``$?`` (without the fix every ``make`` rebuilds
+everything) and reproducible build stamps.
+
+The configuration is ``make defconfig`` plus the board's fragments, then the kernel's own
+``oldconfig``; every requested value is read back (oldconfig silently drops symbols whose
+dependencies are unmet). kbuild tracks its own configuration, so a fragment change reconfigures
+and rebuilds incrementally in the same tree; a patch change starts from a fresh tree.
+"""
+
+import shutil
+
+from fwbuild.errors import BuildError
+from fwbuild.kconfig import merge, parse_fragment, read_config, verify
+from fwbuild.patching import PatchFile, apply_series
+from fwbuild.recipe import Package, Patch, Source
+
+FRAGMENTS = "configs/linux"
+PPP_TARBALL = "ppp-2.4.3.tar.gz"
+# gcc 12 against a 2005 kernel (2.6.11 has no KCFLAGS, so these ride on CC): Debian's gcc builds
+# PIE by default ("impossible constraint in asm" in BUG()); old `extern inline` needs gnu89
+# semantics; tentative definitions and no stack protector as gcc ≤ 9 did; no .eh_frame
+# (2.6.11's linker script would keep 500 kB of it).
+KERNEL_CFLAGS = (
+    "-fno-pie -fgnu89-inline -fcommon -fno-stack-protector -fno-asynchronous-unwind-tables"
+)
+
+
+class Linux(Package):
+    name = "linux"
+    version = "2.6.11"
+    license = "GPL-2.0-only"
+    license_files = ("COPYING", "CREDITS")
+    homepage = "https://www.kernel.org/"
+    sources = (
+        Source(
+            "linux-2.6.11.tar.bz2",
+            urls=(
+                "https://cdn.kernel.org/pub/linux/kernel/v2.6/linux-2.6.11.tar.bz2",
+                "https://www.kernel.org/pub/linux/kernel/v2.6/linux-2.6.11.tar.bz2",
+                "https://mirrors.edge.kernel.org/pub/linux/kernel/v2.6/linux-2.6.11.tar.bz2",
+            ),
+            sha256="1fa39c202efe168bfeb0ddd74c8e4814f77da7dc78993e47826bad9173b95808",
+        ),
+        # The stock MPPE driver of the ~mppc variant ships inside ppp's tarball.
+        Source(
+            PPP_TARBALL,
+            urls=("https://download.samba.org/pub/ppp/ppp-2.4.3.tar.gz",),
+            sha256="1e0fddb5f53613dd14ab10b25435e88092fed1eff09b4ac4448d5be01f3b0b11",
+            when="~mppc",
+        ),
+    )
+    patches = (
+        Patch(
+            "linux-2.6.11-mppe-mppc-1.3.patch.gz",
+            urls=(
+                "http://mppe-mppc.alphacron.de/linux-2.6.11-mppe-mppc-1.3.patch.gz",
+                "http://free.polbox.pl/h/hs001/linux-2.6.11-mppe-mppc-1.3.patch.gz",
+                "https://web.archive.org/web/2006/http://mppe-mppc.alphacron.de/"
+                "linux-2.6.11-mppe-mppc-1.3.patch.gz",
+            ),
+            when="+mppc",  # no published digest: pinned in configs/pins.lock
+        ),
+    )
+    variants = ("mppc",)
+    toolchain = "kernel"
+    reconfigure_in_place = True
+    board_files = (
+        f"{FRAGMENTS}/siso.fragment",
+        f"{FRAGMENTS}/mppc.fragment",
+        f"{FRAGMENTS}/mppe.fragment",
+    )
+    # Not part of the root file system: the image stage takes the kernel from staging.
+    image_files = {"bzImage": "boot/bzImage"}
+    extra_tasks = {
+        "menuconfig": ("menuconfig", "open the kernel's menuconfig on its configured tree"),
+        "savedefconfig": (
+            "savedefconfig",
+            "write the configured tree's differences from defconfig to configs/linux/",
+        ),
+    }
+
+    def post_patch(self, tree, local_file):
+        if self.variant("mppc"):
+            return
+        # What ppp-2.4.3's linux/mppe/mppeinstall.sh does for 2.6, without its prompts.
+        import tarfile
+
+        mppe = "ppp-2.4.3/linux/mppe/"
+        with tarfile.open(local_file(PPP_TARBALL)) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(mppe) and m.isfile()]
+            names = {m.name[len(mppe) :]: m for m in members}
+            patches = sorted(n for n in names if n.startswith("linux-2.6") and n.endswith(".patch"))
+            staging = tree / ".mppe-patches"
+            staging.mkdir()
+            for n in patches:
+                (staging / n).write_bytes(tar.extractfile(names[n]).read())
+            apply_series(tree, [PatchFile(staging / n, 1) for n in patches], package=self.name)
+            for n in ("sha1.c", "sha1.h", "arcfour.c", "arcfour.h", "ppp_mppe_compress.c"):
+                (tree / "drivers" / "net" / n).write_bytes(tar.extractfile(names[n]).read())
+            shutil.rmtree(staging)
+
+    def make_vars(self, ctx):
+        prefix = ctx.env["CROSS_COMPILE"]
+        return [
+            "ARCH=i386",
+            f"CROSS_COMPILE={prefix}",
+            f"CC={prefix}gcc {KERNEL_CFLAGS}",
+            # Reproducible banners (our 0005 patch reads these).
+            "KBUILD_BUILD_USER=fwbuild",
+            "KBUILD_BUILD_HOST=fwbuild",
+            "KBUILD_BUILD_VERSION=1",
+            f"KBUILD_BUILD_TIMESTAMP=@{ctx.env['SOURCE_DATE_EPOCH']}",
+        ]
+
+    def fragment_files(self):
+        variant = "mppc.fragment" if self.variant("mppc") else "mppe.fragment"
+        project = self.board.paths.project
+        return [project / FRAGMENTS / "siso.fragment", project / FRAGMENTS / variant]
+
+    def configure(self, ctx):
+        # From defconfig every time: a symbol dropped from the fragment must not linger.
+        ctx.make(*self.make_vars(ctx), "defconfig", jobs=1)
+        config = ctx.srcdir / ".config"
+        wanted = {}
+        for fragment in self.fragment_files():
+            wanted.update(parse_fragment(fragment))
+        merge(config, wanted)
+        # oldconfig asks about anything new; empty answers take the defaults.
+        ctx.run("make", *self.make_vars(ctx), "oldconfig", input=b"\n" * 5000)
+        sources = " + ".join(str(f) for f in self.fragment_files())
+        verify(config, wanted, ctx.srcdir, package=self.name, source=sources)
+        leftover = sorted(k for k, v in read_config(config).items() if v == "m")
+        if leftover:
+            raise BuildError(
+                f"the kernel config has modules ({', '.join(leftover)}) although the board builds "
+                "everything in; set them to y or n in the fragment",
+                package=self.name,
+            )
+
+    def build(self, ctx):
+        ctx.make(*self.make_vars(ctx), "bzImage")
+
+    def install(self, ctx):
+        ctx.install_file("arch/i386/boot/bzImage", "boot/bzImage", 0o644)
+        ctx.install_file(".config", "boot/config", 0o644)
+        ctx.install_file("System.map", "boot/System.map", 0o644)
+
+    def menuconfig(self, ctx):
+        ctx.run("make", *self.make_vars(ctx), "menuconfig", interactive=True)
+
+    def savedefconfig(self, ctx):
+        defaults = read_config(ctx.srcdir / "arch" / "i386" / "defconfig")
+        current = read_config(ctx.srcdir / ".config")
+        changed = {k: v for k, v in sorted(current.items()) if defaults.get(k, "n") != v}
+        dropped = {k: "n" for k in sorted(defaults) if k not in current and defaults[k] != "n"}
+        out = self.board.paths.project / FRAGMENTS / "saved.fragment"
+        lines = [
+            "# Saved by `doit savedefconfig:linux`: the tree's .config against defconfig.",
+            "# Fold what you want to keep into siso.fragment (with a comment saying why).",
+        ]
+        for k, v in {**changed, **dropped}.items():
+            lines.append(f"# {k} is not set" if v == "n" else f"{k}={v}")
+        out.write_text("\n".join(lines) + "\n")
+        print(f"linux: {len(lines) - 2} differences from defconfig written to {out}")
