@@ -132,17 +132,45 @@ def _aliases(tasks: dict[str, Any], file: Path) -> dict[str, dict[str, Any]]:
     return tasks
 
 
-def load_board(file: Path, project: Path | None = None) -> Board:
-    """Read a board file; paths are relative to ``project`` (default: two levels up)."""
-    file = file.resolve()
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_board(file: Path, chain: list[Path]) -> dict[str, Any]:
+    """A board file, with ``[board] extends = "other.toml"`` merged underneath it (tables merge
+    key by key, everything else is replaced), so a profile states only what differs."""
+    if file in chain:
+        raise ConfigError(
+            f"board files extend each other in a loop: {' -> '.join(map(str, chain))}"
+        )
     try:
         data = tomllib.loads(file.read_text())
     except FileNotFoundError:
-        raise ConfigError(
-            f"board file {file} does not exist; pass an existing board file"
-        ) from None
+        where = f" (extended by {chain[-1]})" if chain else ""
+        raise ConfigError(f"board file {file}{where} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"board file {file} is not valid TOML: {exc}") from None
+    parent = data.get("board", {}).get("extends")
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{file}: [board] extends must be a file name")
+    base = _read_board((file.parent / parent).resolve(), [*chain, file])
+    merged = _merge(base, data)
+    merged["board"].pop("extends", None)
+    return merged
+
+
+def load_board(file: Path, project: Path | None = None) -> Board:
+    """Read a board file; paths are relative to ``project`` (default: two levels up)."""
+    file = file.resolve()
+    data = _read_board(file, [])
     project = (project or file.parent.parent).resolve()
 
     board = _table(data, "board", file)

@@ -226,6 +226,24 @@ class Project:
     def log_path(self, name: str, stage: str) -> Path:
         return self.workdir(name) / "logs" / f"{stage}.log"
 
+    def local_source_dir(self, pkg: Package) -> Path | None:
+        if pkg.local_source is None:
+            return None
+        path = self.board.paths.project / pkg.local_source
+        if not path.is_dir():
+            raise ConfigError(
+                f"{pkg.recipe_file}: local_source {pkg.local_source} is not a directory under "
+                f"{self.board.paths.project}",
+                package=pkg.name,
+            )
+        return path
+
+    def local_source_digest(self, pkg: Package) -> list[list[str]] | None:
+        root = self.local_source_dir(pkg)
+        if root is None:
+            return None
+        return [[p, file_sha256(root / p)] for p, _, _ in tree_fingerprint(root)]
+
     def board_file(self, pkg: Package, rel: str) -> Path:
         path = self.board.paths.project / rel
         if not path.is_file():
@@ -287,6 +305,7 @@ class Project:
                     else None
                 ),
                 "downloaded": [[p.filename, p.strip] for p in pkg.active_patches()],
+                "local_source": self.local_source_digest(pkg),
                 "own": [[p.name, file_sha256(p)] for p in pkg.own_patches],
             }
         if stage == "configure":

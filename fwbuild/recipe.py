@@ -82,13 +82,15 @@ class Package:
     license_files: ClassVar[tuple[str, ...]] = ()
     homepage: ClassVar[str] = ""
     sources: ClassVar[tuple[Source, ...]] = ()
+    # Our own code kept in the project (a directory relative to it) instead of a download.
+    local_source: ClassVar[str | None] = None
     patches: ClassVar[tuple[Patch, ...]] = ()
     depends: ClassVar[tuple[str, ...]] = ()
     # Board variants the recipe's steps read through ``self.variant(name)``; those named in
     # ``when=`` conditions count without being listed. Only these are part of its stamps.
     variants: ClassVar[tuple[str, ...]] = ()
     # Files taken from the package's staging directory into the rootfs, with their modes. A
-    # pattern (``etc/racoon/*``) takes every match; symbolic links are taken as links.
+    # pattern (``etc/racoon/*``) takes every match, perhaps none; symbolic links stay links.
     target_files: ClassVar[Mapping[str, int]] = {}
     # Files of the staging directory that are images of their own, not rootfs content:
     # ``output name -> staging path`` (a kernel: {"bzImage": "boot/bzImage"}).
@@ -244,13 +246,19 @@ def expand_target_files(pkg: Package, staging: Path) -> tuple[list[tuple[str, in
     """(staging path, mode) of every file a package puts into the rootfs, and what is missing."""
     found: list[tuple[str, int]] = []
     missing: list[str] = []
+    explicit = {p.lstrip("/") for p in pkg.target_files if not any(c in p for c in "*?[")}
     for pattern, mode in sorted(pkg.target_files.items()):
         rel = pattern.lstrip("/")
         if any(c in rel for c in "*?["):
+            # a pattern takes whatever matches (an applet directory may be empty); files named
+            # on their own must exist
             matches = sorted(p for p in staging.glob(rel) if p.is_symlink() or p.is_file())
-            if not matches:
-                missing.append(pattern)
-            found += [(m.relative_to(staging).as_posix(), mode) for m in matches]
+            # a file named on its own keeps its own mode
+            found += [
+                (m.relative_to(staging).as_posix(), mode)
+                for m in matches
+                if m.relative_to(staging).as_posix() not in explicit
+            ]
         elif (staging / rel).is_symlink() or (staging / rel).is_file():
             found.append((rel, mode))
         else:

@@ -121,8 +121,10 @@ def manifest_path(project: Project) -> Path:
 
 def rootfs_uptodate(project: Project) -> bool:
     paths = project.board.paths
-    return paths.rootfs.is_dir() and paths.output.is_dir() and stamp_matches(
-        project.rootfs_stamp, project.rootfs_key
+    return (
+        paths.rootfs.is_dir()
+        and paths.output.is_dir()
+        and stamp_matches(project.rootfs_stamp, project.rootfs_key)
     )
 
 

@@ -100,8 +100,11 @@ def fresh_tree(project: Project, pkg: Package) -> None:
     remove_tree(tmp)
     override = project.overrides.packages.get(name)
     try:
+        local = project.local_source_dir(pkg)
         if override and override.srcdir:
             copy_tree(override.srcdir, tmp)
+        elif local is not None:
+            copy_tree(local, tmp)
         else:
             sources = pkg.active_sources()
             if not sources:

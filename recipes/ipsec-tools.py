@@ -1,0 +1,130 @@
+"""ipsec-tools 0.8.2: racoon (IKEv1 daemon), racoonctl (its admin-port client) and setkey.
+
+Built against OpenSSL 3 (our port: patches 0004-0007; 0.8.2 only knows OpenSSL <= 1.0),
+statically, with NAT-T, DPD, IKE fragmentation, hybrid/xauth, the admin port and IPv6.
+racoon's default configuration file is /etc/sysconfig/racoon.conf (``--sysconfdir``), where
+the rootfs seed installs it; the admin socket is /var/racoon/racoon.sock.
+
+Cross-build notes:
+
+* ``--host=i586-pc-linux-gnu``: the tarball's 2014 ``config.sub`` does not know ``*-musl``.
+  configure only uses the host to pick its Linux code paths; the compiler is ``$CC``.
+* IPv6 is asked for explicitly: configure decides it with an ``AC_TRY_RUN`` (no cache
+  variable), which is "no" when cross compiling. ``va_copy`` is a run test too (cached below).
+* ``--with-kernel-headers``: PF_KEY/XFRM UAPI headers; zig ships them with its libc headers.
+* configure appends ``-Werror`` to CFLAGS; OpenSSL 3 deprecations (HMAC, DH, RSA low-level
+  APIs, all still present) would then stop the build, so ``make`` gets CFLAGS without it.
+* The tarball ships generated scanners and parsers, and patches 0003/0006 edit both the
+  ``.l``/``.y`` and their output: the outputs' timestamps are refreshed before make, which
+  would otherwise run flex/bison (the build host need not have them).
+* libipsec/libracoon are libtool libraries: ``--disable-shared`` links them in statically.
+
+Upstream: the 0.8.2 release tarball, sha256 as published by OpenEmbedded's
+meta-networking recipe (and nixpkgs' hash of the same SourceForge file).
+"""
+
+import os
+
+from fwbuild.recipe import AutotoolsPackage, Source
+
+# Files generated from .l/.y that the tarball ships (and our patches keep in step).
+GENERATED = (
+    "src/racoon/cftoken.c",
+    "src/racoon/cfparse.c",
+    "src/racoon/cfparse.h",
+    "src/racoon/prsa_tok.c",
+    "src/racoon/prsa_par.c",
+    "src/racoon/prsa_par.h",
+    "src/setkey/token.c",
+    "src/setkey/parse.c",
+    "src/setkey/parse.h",
+    "src/libipsec/policy_token.c",
+    "src/libipsec/policy_parse.c",
+    "src/libipsec/policy_parse.h",
+)
+
+PROGRAMS = {
+    "src/racoon/racoon": "usr/sbin/racoon",
+    "src/racoon/racoonctl": "usr/sbin/racoonctl",
+    "src/setkey/setkey": "usr/sbin/setkey",
+}
+
+
+class IpsecTools(AutotoolsPackage):
+    name = "ipsec-tools"
+    version = "0.8.2"
+    license = "BSD-3-Clause"
+    # No separate licence file: the KAME/WIDE BSD licence heads every source file.
+    license_files = ("src/libipsec/pfkey.c", "src/racoon/racoon.8")
+    homepage = "http://ipsec-tools.sourceforge.net/"
+    sources = (
+        Source(
+            "ipsec-tools-0.8.2.tar.bz2",
+            urls=(
+                "https://downloads.sourceforge.net/project/ipsec-tools/ipsec-tools/0.8.2/"
+                "ipsec-tools-0.8.2.tar.bz2",
+                "http://ftp.netbsd.org/pub/NetBSD/misc/ipsec-tools/0.8/ipsec-tools-0.8.2.tar.bz2",
+                "https://cdn.netbsd.org/pub/NetBSD/misc/ipsec-tools/0.8/ipsec-tools-0.8.2.tar.bz2",
+            ),
+            # OpenEmbedded meta-networking ipsec-tools_0.8.2.bb (md5 d53ec14a…b41); nixpkgs'
+            # base32 hash 0b9gfbz78k2nj0k7jdlm5kajig628ja9qm0z5yksiwz22s3v7dlf is the same file.
+            sha256="8eb6b38716e2f3a8a72f1f549c9444c2bc28d52c9536792690564c74fe722f2d",
+        ),
+    )
+    depends = ("openssl",)
+    target_files = {dest: 0o755 for dest in PROGRAMS.values()}
+    # PF_KEY is a socket (no node); racoon needs none. OpenSSL seeds from getrandom(), which
+    # 2.6.11 lacks, then from /dev/urandom (after waiting on /dev/random): see porting.md.
+    needs_devices = ()
+
+    configure_cache = {
+        "ac_cv_va_copy": "yes",
+        "ac_cv___va_copy": "yes",
+    }
+
+    def configure_args(self, ctx):
+        openssl = ctx.deps_staging["openssl"] / "usr"
+        zig = ctx.toolchain.zig_binary()
+        kernel_headers = zig.parent / "lib" / "libc" / "include" / "any-linux-any"
+        return [
+            "--sysconfdir=/etc/sysconfig",
+            "--localstatedir=/var",
+            "--disable-shared",
+            "--enable-static",
+            f"--with-openssl={openssl}",
+            f"--with-kernel-headers={kernel_headers}",
+            "--without-readline",
+            "--without-libradius",
+            "--without-libpam",
+            "--disable-gssapi",
+            "--disable-security-context",
+            "--enable-ipv6",
+            "--enable-natt",
+            "--enable-dpd",
+            "--enable-frag",
+            "--enable-hybrid",
+            "--enable-adminport",
+            "--enable-stats",
+        ]
+
+    def configure(self, ctx):
+        for rel in GENERATED:
+            os.utime(ctx.srcdir / rel)  # newer than their .l/.y: make must not run flex/bison
+        ctx.run(
+            "./configure",
+            "--host=i586-pc-linux-gnu",
+            f"--build={ctx.build_triplet}",
+            f"--prefix={self.prefix}",
+            *self.configure_args(ctx),
+            env=dict(self.configure_cache),
+        )
+
+    def make_args(self, ctx):
+        # configure's CFLAGS minus -Werror (see the module docstring).
+        return [f"CFLAGS={ctx.env['CFLAGS']} -Wall -Wno-unused -Wno-deprecated-declarations"]
+
+    def install(self, ctx):
+        for src, dest in PROGRAMS.items():
+            ctx.install_file(src, dest, 0o755)
+        # The crypto self-test, for running under qemu; not part of the rootfs.
+        ctx.install_file("src/racoon/eaytest", "usr/lib/ipsec-tools/eaytest", 0o755)

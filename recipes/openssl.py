@@ -1,0 +1,73 @@
+"""OpenSSL 3.0.20: a static libcrypto (and libssl) for racoon; nothing of it goes into the rootfs.
+
+Configured as ``linux-generic32`` without assembler (the i586 board has no SSE; the x86 asm
+paths also want a GNU toolchain), without shared libraries, DSO loading, engines, async (musl
+has no ucontext) or tests. With ``no-dso`` the legacy provider (single DES, Blowfish, CAST) is
+linked into libcrypto instead of being a loadable module.
+
+``-DBROKEN_CLANG_ATOMICS``: on i386 a 64-bit integer is only 4-byte aligned, so clang turns
+OpenSSL's 64-bit ``__atomic`` calls into libatomic calls (``__atomic_is_lock_free``), which
+zig's runtime does not have; the define makes OpenSSL use its lock-based fallback.
+
+``no-makedepend``: every configure starts from a fresh tree, so header dependencies buy nothing,
+and under zig with ``-j2`` a compile once failed on a vanished ``.d.tmp`` file.
+
+Our patch keeps the build directories out of ``OpenSSL_version(OPENSSL_CFLAGS)``.
+"""
+
+from fwbuild.recipe import Package, Source
+
+CONFIGURE_OPTIONS = (
+    "linux-generic32",
+    "no-asm",
+    "no-shared",
+    "no-dso",
+    "no-engine",
+    "no-async",
+    "no-tests",
+    "no-makedepend",
+    "-DBROKEN_CLANG_ATOMICS",
+)
+
+
+class Openssl(Package):
+    name = "openssl"
+    version = "3.0.20"
+    license = "Apache-2.0"
+    license_files = ("LICENSE.txt",)
+    homepage = "https://www.openssl.org/"
+    sources = (
+        Source(
+            "openssl-3.0.20.tar.gz",
+            urls=(
+                "https://www.openssl.org/source/openssl-3.0.20.tar.gz",
+                "https://www.openssl.org/source/old/3.0/openssl-3.0.20.tar.gz",
+                "https://github.com/openssl/openssl/releases/download/openssl-3.0.20/"
+                "openssl-3.0.20.tar.gz",
+            ),
+            sha256="c80a01dfc70ece4dc21168932c37739042d404d46ccc81a5986dd75314ecda6f",
+        ),
+    )
+    # Build-time only: racoon links libcrypto statically.
+    target_files: dict[str, int] = {}
+
+    def configure(self, ctx):
+        ctx.run(
+            "perl",
+            "./Configure",
+            *CONFIGURE_OPTIONS,
+            "--prefix=/usr",
+            "--libdir=lib",
+            # Where a target program (racoon does not) would look for openssl.cnf and modules.
+            "--openssldir=/etc/ssl",
+            # Configure takes CC, CFLAGS, LDFLAGS, AR and RANLIB from the environment; CFLAGS
+            # replaces the target's default -O3.
+        )
+
+    def build(self, ctx):
+        # Only the libraries: the openssl program is not wanted on the board.
+        ctx.make("build_libs")
+
+    def install(self, ctx):
+        # Headers, libcrypto.a, libssl.a and the .pc files.
+        ctx.make(f"DESTDIR={ctx.staging}", "install_dev", jobs=1)
