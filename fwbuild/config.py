@@ -3,7 +3,8 @@
 A board file is TOML. The engine reads only the keys below; anything else in it belongs to the
 board's own recipes and templates and is handed through untouched as ``Board.data``.
 
-    [board]      name, packages (what goes into the rootfs; dependencies are pulled in)
+    [board]      name, packages (what goes into the rootfs; dependencies are pulled in),
+                 extends (another board file underneath this one), profile (see _profiled)
     [target]     arch, cpu, libc, triplet, cflags, ldflags
     [variants]   name = true/false, read by recipes (``when="+mppc"``)
     [paths]      build, downloads, rootfs, output (relative to the project directory)
@@ -132,6 +133,14 @@ def _aliases(tasks: dict[str, Any], file: Path) -> dict[str, dict[str, Any]]:
     return tasks
 
 
+def _profiled(path: Path, profile: str | None, *, sibling: bool = False) -> Path:
+    """A profile of a board (``[board] profile = "client"``) shares the build directory, so its
+    packages are built once, but writes its rootfs and images beside the board's, not in them."""
+    if not profile:
+        return path
+    return path.with_name(f"{path.name}-{profile}") if sibling else path / profile
+
+
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in over.items():
@@ -189,6 +198,9 @@ def load_board(file: Path, project: Path | None = None) -> Board:
         return (project / raw).resolve()
 
     build = path("FWBUILD_BUILD_DIR", "build", "build")
+    profile = board.get("profile")
+    if profile is not None and (not isinstance(profile, str) or not profile.isidentifier()):
+        raise ConfigError(f'{file}: [board] profile must be a short name, e.g. "client"')
     overrides = os.environ.get("FWBUILD_OVERRIDES")
     jobs_raw = os.environ.get("FWBUILD_JOBS") or str(board.get("jobs", os.cpu_count() or 1))
     if not jobs_raw.isdigit() or int(jobs_raw) < 1:
@@ -214,10 +226,14 @@ def load_board(file: Path, project: Path | None = None) -> Board:
             project=project,
             build=build,
             downloads=path("FWBUILD_DL_DIR", "downloads", "dl"),
-            rootfs=Path(os.environ["ROOTFS_DIR"]).resolve()
-            if os.environ.get("ROOTFS_DIR")
-            else (project / paths.get("rootfs", str(build / "rootfs"))).resolve(),
-            output=path("FWBUILD_OUTPUT_DIR", "output", "output"),
+            rootfs=_profiled(
+                Path(os.environ["ROOTFS_DIR"]).resolve()
+                if os.environ.get("ROOTFS_DIR")
+                else (project / paths.get("rootfs", str(build / "rootfs"))).resolve(),
+                profile,
+                sibling=True,
+            ),
+            output=_profiled(path("FWBUILD_OUTPUT_DIR", "output", "output"), profile, sibling=True),
             recipes=(project / paths.get("recipes", "recipes")).resolve(),
             patches=(project / paths.get("patches", "patches")).resolve(),
             pins=(project / paths.get("pins", "configs/pins.lock")).resolve(),

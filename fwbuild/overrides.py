@@ -121,7 +121,8 @@ def tree_fingerprint(root: Path) -> list[tuple[str, int, int]]:
     entries: list[tuple[str, int, int]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in {".git", ".hg", ".svn"})
-        for name in filenames:
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in [*filenames, *links]:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
             entries.append((os.path.relpath(path, root), st.st_size, st.st_mtime_ns))

@@ -301,18 +301,23 @@ class Pki:
 
     # certificates
     def ensure_certificate(self, ident: Identity) -> bool:
-        """Issue the certificate unless a valid one from this CA exists; True when issued now."""
+        """Issue the certificate unless a valid one from this CA exists; True when issued now.
+
+        A revoked certificate is kept as it is: no build silently gives a revoked user a new
+        one. To reissue, delete that user's files under certs/ deliberately.
+        """
         from cryptography import x509
 
         cert_path, key_path = self.cert_path(ident.name), self.key_path(ident.name)
         ca_key, ca_cert = self._ca()
         if cert_path.exists() and key_path.exists():
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            if self.is_revoked(cert.serial_number):
+                return False
             if (
                 cert.issuer == ca_cert.subject
                 and cert.subject == self._name(ident.common_name)
                 and cert.not_valid_after_utc > self._now() + dt.timedelta(days=30)
-                and not self.is_revoked(cert.serial_number)
             ):
                 return False
         self._issue(ident, ca_key, ca_cert)
@@ -378,6 +383,15 @@ class Pki:
 
     def is_revoked(self, serial: int) -> bool:
         return any(r["serial"] == serial for r in self.revoked())
+
+    def is_revoked_name(self, name: str) -> bool:
+        """Whether the current certificate of ``name`` is revoked."""
+        from cryptography import x509
+
+        path = self.cert_path(name)
+        if not path.exists():
+            return False
+        return self.is_revoked(x509.load_pem_x509_certificate(path.read_bytes()).serial_number)
 
     def revoke(self, name: str) -> int:
         from cryptography import x509

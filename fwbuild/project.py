@@ -334,7 +334,9 @@ class Project:
             "packages": {n: self.key(n, "install") for n in self.packages},
             "overlay": (
                 [
-                    [p, file_sha256(overlay / p), (overlay / p).stat().st_mode & 0o7777]
+                    [p, "link:" + os.readlink(overlay / p)]
+                    if (overlay / p).is_symlink()
+                    else [p, file_sha256(overlay / p), (overlay / p).stat().st_mode & 0o7777]
                     for p, _, _ in tree_fingerprint(overlay)
                 ]
                 if overlay and overlay.is_dir()
@@ -355,7 +357,8 @@ class Project:
 
     @property
     def rootfs_stamp(self) -> Path:
-        return self.board.paths.build / "stamps" / "rootfs.json"
+        # per board: profiles of one board may share a build directory (and its packages)
+        return self.board.paths.build / "stamps" / f"rootfs-{self.board.name}.json"
 
 
 # --- stamps --------------------------------------------------------------------------------

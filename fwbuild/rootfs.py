@@ -116,7 +116,14 @@ def _sha256(path: Path) -> str:
 
 
 def manifest_path(project: Project) -> Path:
-    return project.board.paths.build / "rootfs.manifest.json"
+    rootfs = project.board.paths.rootfs
+    return rootfs.with_name(f"{rootfs.name}.manifest.json")
+
+
+def owner_path(project: Project) -> Path:
+    """Records which directory this build made, so a foreign ROOTFS_DIR is never replaced."""
+    rootfs = project.board.paths.rootfs
+    return rootfs.with_name(f"{rootfs.name}.owner")
 
 
 def rootfs_uptodate(project: Project) -> bool:
@@ -133,7 +140,7 @@ def _check_rootfs_dir_is_ours(project: Project) -> None:
     if not rootfs.exists() or not any(rootfs.iterdir()):
         return
     try:
-        recorded = manifest_path(project).with_name("rootfs.owner").read_text().strip()
+        recorded = owner_path(project).read_text().strip()
     except FileNotFoundError:
         recorded = None
     if recorded != str(rootfs):
@@ -201,10 +208,10 @@ def assemble(project: Project) -> list[Entry]:
         if overlay and overlay.is_dir():
             for dirpath, dirnames, filenames in os.walk(overlay):
                 dirnames.sort()
-                for fname in sorted(filenames):
+                links = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+                for fname in sorted([*filenames, *links]):
                     src = Path(dirpath) / fname
                     rel = src.relative_to(overlay).as_posix()
-                    mode = src.stat().st_mode & 0o7777
                     if src.is_symlink():
                         target = os.readlink(src)
                         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +223,7 @@ def assemble(project: Project) -> list[Entry]:
                         continue
                     (tmp / rel).unlink(missing_ok=True)
                     _copy_file(src, tmp / rel, None)
+                    mode = src.stat().st_mode & 0o7777
                     entries["/" + rel] = Entry("/" + rel, "f", mode, package="overlay")
         if project.board.permissions:
             for perm in parse_permissions(project.board.permissions):
@@ -265,6 +273,7 @@ def source_date_epoch() -> int:
 def write_outputs(project: Project, manifest: list[Entry]) -> None:
     """The output directory, replaced whole: images, kernel, manifest, sha256sums."""
     from fwbuild import images
+    from fwbuild.sbom import write_sbom
 
     out = project.board.paths.output
     tmp = out.with_name(f".{out.name}.new")
@@ -289,6 +298,7 @@ def write_outputs(project: Project, manifest: list[Entry]) -> None:
             names.append("rootfs.ext2")
         shutil.copyfile(manifest_path(project), tmp / "manifest.json")
         names.append("manifest.json")
+        names.append(write_sbom(project, tmp))  # describes the files above (fwbuild.sbom)
         images.write_sha256sums(tmp, names)
     except BaseException:
         remove_tree(tmp)
@@ -341,7 +351,7 @@ def write_manifest(project: Project, manifest: list[Entry]) -> None:
     # The image's manifest holds no build paths (reproducible); the rootfs path it was made in is
     # kept beside it for the "is this ROOTFS_DIR ours" check.
     data = {"entries": [asdict(e) for e in manifest]}
-    owner = path.with_name("rootfs.owner")
+    owner = owner_path(project)
     owner.write_text(str(project.board.paths.rootfs) + "\n")
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -39,6 +39,7 @@ def pppd_word(word: str, *, what: str) -> str:
 
 @dataclass(frozen=True)
 class Vpn:
+    role: str  # "server" (the road-warrior responder) or "client" (a test/lab client profile)
     server_name: str
     wan: ipaddress.IPv4Interface
     ppp: ipaddress.IPv4Interface
@@ -47,6 +48,8 @@ class Vpn:
     users: tuple[str, ...]
     mtu: int
     nat_traversal: bool
+    server_address: ipaddress.IPv4Address  # where clients reach racoon
+    client_user: str | None  # the user a client profile connects as
 
     @property
     def pool_text(self) -> str:
@@ -75,7 +78,15 @@ def vpn_settings(board: Board) -> Vpn:
         return iface
 
     server_name = need("server_name", str)
-    wan, ppp = interface("wan_address"), interface("ppp_address")
+    network = board.data.get("network", {})
+    try:
+        wan = ipaddress.IPv4Interface(network.get("address", ""))
+    except ValueError as exc:
+        raise ConfigError(f"{board.file}: [network] address: {exc} (ADDRESS/PREFIX)") from None
+    ppp = interface("ppp_address")
+    role = data.get("role", "server")
+    if role not in ("server", "client"):
+        raise ConfigError(f"{_key(board, 'role')} must be \"server\" or \"client\", not {role!r}")
     try:
         first, last = (
             ipaddress.IPv4Address(p.strip()) for p in need("client_pool", str).split("-")
@@ -101,7 +112,7 @@ def vpn_settings(board: Board) -> Vpn:
     if wan.network.overlaps(ppp.network):
         raise ConfigError(
             f"{_key(board, 'ppp_address')}: the PPP subnet {ppp.network} overlaps the WAN subnet "
-            f"{wan.network} (wan_address); use a separate subnet for VPN clients"
+            f"{wan.network} ([network] address); use a separate subnet for VPN clients"
         )
     users = need("users", list)
     if not users or not all(isinstance(u, str) and u for u in users):
@@ -120,7 +131,20 @@ def vpn_settings(board: Board) -> Vpn:
     mtu = data.get("mtu", 1280)
     if not isinstance(mtu, int) or not 576 <= mtu <= 1500:
         raise ConfigError(f"{_key(board, 'mtu')} must be a number from 576 to 1500")
+    server_address = wan.ip
+    client_user = None
+    if role == "client":
+        try:
+            server_address = ipaddress.IPv4Address(need("server_address", str))
+        except ValueError as exc:
+            raise ConfigError(f"{_key(board, 'server_address')}: {exc}") from None
+        client_user = need("client_user", str)
+        if client_user not in users:
+            raise ConfigError(f"{_key(board, 'client_user')} {client_user!r} is not in users")
     return Vpn(
+        role=role,
+        server_address=server_address,
+        client_user=client_user,
         server_name=server_name,
         wan=wan,
         ppp=ppp,
@@ -138,16 +162,21 @@ def _user_path(board: Board, section: str, env: str, default: Path) -> Path:
     return Path(raw).expanduser().resolve() if raw else default
 
 
+def _owner(board: Board, section: str) -> str:
+    """Whose PKI/secrets: a client profile names its server board's (``name = "siso"``)."""
+    return str(board.data.get(section, {}).get("name", board.name))
+
+
 def secrets_path(board: Board) -> Path:
     home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
-    return _user_path(
-        board, "secrets", "FWBUILD_SECRETS", home / "fwbuild" / f"{board.name}-secrets.toml"
-    )
+    default = home / "fwbuild" / f"{_owner(board, 'secrets')}-secrets.toml"
+    return _user_path(board, "secrets", "FWBUILD_SECRETS", default)
 
 
 def pki_path(board: Board) -> Path:
     home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return _user_path(board, "pki", "FWBUILD_PKI_DIR", home / "fwbuild" / "pki" / board.name)
+    default = home / "fwbuild" / "pki" / _owner(board, "pki")
+    return _user_path(board, "pki", "FWBUILD_PKI_DIR", default)
 
 
 def load_passwords(path: Path, users: tuple[str, ...], *, create: bool) -> dict[str, str]:

@@ -4,6 +4,9 @@ racoon.conf (road-warrior responder with certificates), l2tpd.conf (LNS, stock 0
 pppd's options.l2tp (MS-CHAPv2; MPPE spelled for the pppd variant that is built). The secrets
 (chap-secrets) and the certificates are separate packages, so that changing a password or
 reissuing a certificate re-renders only what depends on it.
+
+l2tpd 0.69 reads its configuration in 100-byte pieces, so a longer line (a comment too) is cut
+and the rest is parsed as a line of its own: its templates carry no comments.
 """
 
 from _vpn import vpn_settings
@@ -26,16 +29,23 @@ class VpnConfig(Package):
     version = "1"
     license = "MIT"
     variants = ("mppc",)
-    board_sections = ("vpn",)
+    board_sections = ("vpn", "network")
+    # The server's templates, and a client profile's (racoon initiator, SPD rules, LAC).
     board_files = (
         f"{TEMPLATES}/racoon.conf.in",
         f"{TEMPLATES}/l2tpd.conf.in",
         f"{TEMPLATES}/options.l2tp.in",
+        f"{TEMPLATES}/client/racoon.conf.in",
+        f"{TEMPLATES}/client/setkey.conf.in",
+        f"{TEMPLATES}/client/l2tpd.conf.in",
+        f"{TEMPLATES}/client/options.l2tp.in",
     )
-    target_files = {
-        "etc/sysconfig/racoon.conf": 0o644,
-        "etc/sysconfig/l2tpd.conf": 0o644,
-        "etc/sysconfig/ppp/options.l2tp": 0o644,
+    target_files = {"etc/sysconfig/*.conf": 0o644, "etc/sysconfig/ppp/options.l2tp": 0o644}
+    OUTPUTS = {
+        "racoon.conf.in": "etc/sysconfig/racoon.conf",
+        "setkey.conf.in": "etc/sysconfig/setkey.conf",
+        "l2tpd.conf.in": "etc/sysconfig/l2tpd.conf",
+        "options.l2tp.in": "etc/sysconfig/ppp/options.l2tp",
     }
     toolchain = "none"
 
@@ -52,14 +62,24 @@ class VpnConfig(Package):
             "server_cert": f"{vpn.server_name}-cert.pem",
             "server_key": f"{vpn.server_name}-key.pem",
             "server_name": vpn.server_name,
+            "server_address": vpn.server_address,
+            "client_user": vpn.client_user or "",
+            "client_cert": f"{vpn.client_user}-cert.pem",
+            "client_key": f"{vpn.client_user}-key.pem",
             "client_pool": vpn.pool_text,
             "ppp_ip": vpn.ppp.ip,
             "mppe_options": MPPE_OPTIONS[self.variant("mppc")],
             "ms_dns": "\n".join(f"ms-dns {a}" for a in vpn.dns),
             "mtu": vpn.mtu,
+            # pppd's packet log (LCP/CHAP/CCP) in syslog; off in production
+            "ppp_debug": "debug" if self.board.data["vpn"].get("ppp_debug") else "",
         }
-        project_dir = self.board.paths.project
-        for template, target in zip(self.board_files, self.target_files, strict=True):
+        templates = self.board.paths.project / TEMPLATES
+        if vpn.role == "client":
+            templates = templates / "client"
+        for template, target in self.OUTPUTS.items():
+            if not (templates / template).exists():
+                continue  # the server has no setkey.conf: racoon generates its policies
             out = ctx.staging / target
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(render(project_dir / template, values))
+            out.write_text(render(templates / template, values))

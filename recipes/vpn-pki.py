@@ -40,7 +40,7 @@ class VpnPki(Package):
     name = "vpn-pki"
     version = "1"
     license = "MIT"
-    board_sections = ("vpn", "pki")
+    board_sections = ("vpn", "pki", "network")
     target_files = {f"{RACOON_DIR}/*": 0o600}
     toolchain = "none"
     dynamic = True  # the PKI directory is created by install and changed by revocations
@@ -58,8 +58,8 @@ class VpnPki(Package):
 
     def runtime_inputs(self):
         vpn, pki = self.pki()
-        files = [pki.ca_cert_path, pki.crl_path, pki.cert_path(vpn.server_name),
-                 pki.key_path(vpn.server_name)]  # fmt: skip
+        own = vpn.client_user or vpn.server_name
+        files = [pki.ca_cert_path, pki.crl_path, pki.cert_path(own), pki.key_path(own)]
         return [
             [p.name, hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "missing"]
             for p in files
@@ -76,6 +76,7 @@ class VpnPki(Package):
             Identity(server, server, "server", dns_names=(server,), ip_addresses=(str(vpn.wan.ip),))
         )
         passwords = load_passwords(secrets_path(self.board), vpn.users, create=True)
+        revoked = self.board.data.get("pki", {}).get("revoked", [])
         for user in vpn.users:
             if (
                 pki.ensure_certificate(Identity(user, user, "client"))
@@ -84,13 +85,20 @@ class VpnPki(Package):
                 pki.pkcs12(user, passwords[user])
                 steps = XP_IMPORT_STEPS.format(user=user, server=vpn.wan.ip)
                 (pki.root / "certs" / f"{user}-windows-xp.txt").write_text(steps)
+        for user in revoked:
+            if user not in vpn.users:
+                raise ConfigError(f"{self.board.file}: [pki] revoked names {user!r}, not a user")
+            if not pki.is_revoked_name(user):
+                pki.revoke(user)
+                print(f"vpn-pki: revoked {user}'s certificate; the CRL was reissued", flush=True)
         pki.ensure_crl()
         out = ctx.staging / RACOON_DIR
         out.mkdir(parents=True)
         out.chmod(0o700)
+        own = vpn.client_user or server  # a client profile carries its user's certificate
         copies = {
-            f"{server}-cert.pem": pki.cert_path(server),
-            f"{server}-key.pem": pki.key_path(server),
+            f"{own}-cert.pem": pki.cert_path(own),
+            f"{own}-key.pem": pki.key_path(own),
             "CAcert.pem": pki.ca_cert_path,
             "CRL.pem": pki.crl_path,
         }

@@ -17,7 +17,7 @@ class VpnSecrets(Package):
     name = "vpn-secrets"
     version = "1"
     license = "MIT"
-    board_sections = ("vpn", "secrets")
+    board_sections = ("vpn", "secrets", "network")
     target_files = {"etc/sysconfig/ppp/chap-secrets": 0o600}
     toolchain = "none"
     dynamic = True  # the secrets file is created by install and edited by people
@@ -38,7 +38,8 @@ class VpnSecrets(Package):
         passwords = load_passwords(path, vpn.users, create=True)
         server = pppd_word(vpn.server_name, what="[vpn] server_name")
         lines = ["# client\tserver\tsecret\tIP addresses (* = any from l2tpd's range)"]
-        for user in vpn.users:
+        # A client profile holds only its own user's secret.
+        for user in [vpn.client_user] if vpn.client_user else vpn.users:
             secret = pppd_word(passwords[user], what=f"the password of {user!r} in {path}")
             client = pppd_word(user, what=f"user name {user!r}")
             # The server field must equal pppd's `name` (l2tpd's `name`); an empty address list

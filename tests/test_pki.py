@@ -174,3 +174,9 @@ def test_pkcs12_for_windows_xp_uses_3des_and_sha1(pki: Pki) -> None:
     assert "MAC: sha1" in report
     assert "pbeWithSHA1And3-KeyTripleDES-CBC" in report
     assert "AES" not in report
+
+
+def test_revoked_certificate_is_not_silently_reissued(pki: Pki) -> None:
+    before = pki.cert_path("mallory").read_bytes()
+    assert pki.ensure_certificate(Identity("mallory", "mallory", "client")) is False
+    assert pki.cert_path("mallory").read_bytes() == before

@@ -1,0 +1,79 @@
+"""A QEMU virtual machine whose serial console a test reads and types into."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+
+class VM:
+    def __init__(self, name: str, kernel: Path, initrd: Path, *, append: str, net: str,
+                 log: Path) -> None:  # fmt: skip
+        self.name = name
+        self.log = log
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        argv = [
+            "qemu-system-i386", "-cpu", "pentium", "-m", "96", "-nographic", "-no-reboot",
+            "-kernel", str(kernel), "-initrd", str(initrd),
+            "-append", f"console=ttyS0 panic=-1 {append}",
+            # only a socket between the two VMs, on 127.0.0.1: no host networking
+            "-netdev", f"socket,id=n0,{net}", "-device", "rtl8139,netdev=n0",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.log.open("wb") as log:
+            while chunk := self.proc.stdout.read1(4096):
+                log.write(chunk)
+                log.flush()
+                with self._lock:
+                    self._buf += chunk
+
+    @property
+    def console(self) -> str:
+        with self._lock:
+            return self._buf.decode(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            if m := regex.search(self.console):
+                return m
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(
+            f"{self.name}: no {pattern!r} within {timeout:.0f} s; console log: {self.log}\n"
+            + self.console[-2500:]
+        )
+
+    def run(self, command: str, until: str, timeout: float = 30) -> str:
+        """Type a shell command on the console; return its output, which must match ``until``."""
+        marker = f"__done_{time.monotonic_ns()}__"
+        start = len(self.console)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{command}; echo {marker}\n".encode())
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        done = re.compile(rf"(?m)^{marker}\r?$")  # the echo's output, not the typed line
+        while not done.search(self.console[start:]):
+            assert time.monotonic() < deadline, f"{self.name}: `{command}` did not finish"
+            time.sleep(0.2)
+        out = self.console[start:]
+        assert re.search(until, out), f"{self.name}: `{command}` printed:\n{out}"
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
