@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import shutil
 import stat
 import subprocess
@@ -85,28 +84,21 @@ def write_tar(entries: Iterable[Entry], rootfs: Path, out: Path, mtime: int) -> 
     _write_atomic(out, raw.getvalue())
 
 
-def write_ext2(entries: list[Entry], rootfs: Path, out: Path, mtime: int) -> bool:
-    """An ext2 image with genext2fs, if installed (owners and devices from a device table)."""
+def write_ext2(entries: list[Entry], tar: Path, out: Path) -> bool:
+    """An ext2 image with genext2fs, if installed, made from our tar (owners, modes, devices).
+
+    Reading the tar rather than the directory gives genext2fs a fixed entry order, and ``-f``
+    zeroes its timestamps: the image is byte-identical wherever it is built.
+    """
     tool = shutil.which("genext2fs")
     if tool is None:
         return False
-    table = out.with_suffix(".devtable")
-    lines = [
-        f"{e.path}\t{e.type}\t{e.mode:o}\t{e.uid}\t{e.gid}\t{e.major if e.type in 'cb' else '-'}"
-        f"\t{e.minor if e.type in 'cb' else '-'}\t-\t-\t-"
-        for e in _parents_first(entries)
-        if e.type in {"f", "d", "c", "b"}
-    ]
-    table.write_text("\n".join(lines) + "\n")
-    size_kib = sum(e.size for e in entries) // 1024 + 2048 + 2 * len(entries)
+    blocks = sum(e.size for e in entries) // 1024 + 2048 + 2 * len(entries)
     tmp = out.with_name(f".{out.name}.tmp")
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(mtime)}
     result = subprocess.run(
-        [tool, "-U", "-d", str(rootfs), "-D", str(table), "-b", str(size_kib),
-         "-N", str(len(entries) + 64), str(tmp)],
-        capture_output=True, text=True, env=env, check=False,
+        [tool, "-f", "-a", str(tar), "-b", str(blocks), "-N", str(len(entries) + 64), str(tmp)],
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
-    table.unlink()
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
         from fwbuild.errors import BuildError

@@ -140,6 +140,7 @@ class Project:
                 f"reads it (variants the recipes know: {known}); check the spelling or remove it"
             )
         for pkg in self.packages.values():
+            self.toolchain_for(pkg)  # an unknown toolchain name is a board error, said now
             pkg.validate()
         unknown = set(self.overrides.packages) - set(self.packages)
         if unknown:

@@ -294,7 +294,7 @@ def write_outputs(project: Project, manifest: list[Entry]) -> None:
         images.write_tar(manifest, rootfs, tmp / "rootfs.tar", epoch)
         images.write_cpio(manifest, rootfs, tmp / "rootfs.cpio.gz", epoch)
         names += ["rootfs.tar", "rootfs.cpio.gz"]
-        if images.write_ext2(manifest, rootfs, tmp / "rootfs.ext2", epoch):
+        if images.write_ext2(manifest, tmp / "rootfs.tar", tmp / "rootfs.ext2"):
             names.append("rootfs.ext2")
         shutil.copyfile(manifest_path(project), tmp / "manifest.json")
         names.append("manifest.json")

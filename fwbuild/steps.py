@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from fwbuild.toolchain import Toolchain
 
 LOG_TAIL_LINES = 25
+COMMAND_TIME = "# fwbuild:"
 
 # Only these host variables reach a build: a developer's CFLAGS or PKG_CONFIG_PATH must not leak in.
 _PASS_THROUGH = ("PATH", "HOME", "TERM", "LANG", "LC_ALL", "TMPDIR", "SOURCE_DATE_EPOCH", "TZ")
@@ -67,6 +69,7 @@ class Context:
         with self.log_path.open("ab") as log:
             log.write(f"$ cd {where} && {describe(argv)}\n".encode())
             log.flush()
+            started = time.monotonic()
             try:
                 proc = subprocess.run(
                     argv,
@@ -84,6 +87,9 @@ class Context:
                     f"recipe {self.package.recipe_file}",
                     package=self.package.name,
                 ) from None
+            # what the command itself cost: bench/ compares it with the whole build's time
+            seconds = time.monotonic() - started
+            log.write(f"{COMMAND_TIME} exit {proc.returncode} after {seconds:.3f} s\n".encode())
         if proc.returncode != 0:
             raise StepError(
                 f"`{describe(argv)}` failed with exit code {proc.returncode} in {where}.\n"

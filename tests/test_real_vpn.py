@@ -101,7 +101,9 @@ def test_vpn_session_between_two_vms(vms) -> None:
     # IKE phase 1 (main mode with certificates) and phase 2
     server.wait_for(r"ISAKMP-SA established 192\.168\.1\.1\[500\]-192\.168\.1\.2\[500\]", 120)
     server.wait_for(
-        r"IPsec-SA established: ESP/Transport 192\.168\.1\.2\[\d+\]->192\.168\.1\.1", 60
+        r"(?s)IPsec-SA established: ESP/Transport 192\.168\.1\.1\[500\]->192\.168\.1\.2\[500\]"
+        r".*IPsec-SA established: ESP/Transport",  # one SA each way
+        60,
     )
     # L2TP tunnel and call
     server.wait_for(r"Connection established to 192\.168\.1\.2, 1701", 60)

@@ -1,0 +1,166 @@
+"""The licence bundle of the image (Buildroot's legal-info): ``doit legal-info``.
+
+Writes ``<output>/legal-info/``, replaced whole::
+
+    manifest.csv            one row per package: version, licence, licence files, source, digest
+    pins.lock               the digests recorded for files without published ones (if any)
+    sha256sums              of every file in the bundle
+    <name>-<version>/       per package: its licence files (recipe ``license_files``, taken from
+                            the patched source tree build/<pkg>/src, at their paths there) and
+        patches/            every patch of its series (downloaded ones and ours), with
+        patches/series      the order they are applied in and their strip levels
+
+A declared licence file that the patched tree lacks is an error naming the package and the file;
+a package that declares none is listed with an empty ``license_files`` column and a warning.
+
+The rootfs stage replaces the whole output directory, so run ``doit legal-info`` after it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import sys
+from pathlib import Path
+
+from fwbuild.errors import BuildError
+from fwbuild.images import write_sha256sums
+from fwbuild.project import Project
+from fwbuild.sbom import NOASSERTION, origin, patch_series, project_relative
+from fwbuild.unpack import remove_tree
+
+DIR_NAME = "legal-info"
+MANIFEST_FIELDS = (
+    "package",
+    "version",
+    "license",
+    "license_files",
+    "source",
+    "source_url",
+    "digest",
+    "patches",
+)
+
+
+def legal_info_dir(project: Project) -> Path:
+    return project.board.paths.output / DIR_NAME
+
+
+def check_license_files(project: Project) -> list[str]:
+    """Every declared licence file that the patched source trees lack, as readable problems."""
+    problems: list[str] = []
+    for name, pkg in project.packages.items():
+        src = project.srcdir(name)
+        if pkg.license_files and not src.is_dir():
+            problems.append(
+                f"{pkg.label}: no patched source tree {src} to take its licence files from; "
+                f"run `doit patch:{name}`"
+            )
+            continue
+        for rel in pkg.license_files:
+            if not (src / rel).is_file():
+                problems.append(
+                    f"{pkg.label}: licence file {rel} (license_files of {pkg.recipe_file}) is not "
+                    f"in its patched source tree {src}; fix license_files or the patch series"
+                )
+    return problems
+
+
+def _digest(digests: dict[str, str]) -> str:
+    for algo in ("sha256", "sha512", "sha1", "md5"):
+        if algo in digests:
+            return f"{algo}:{digests[algo]}"
+    return ""
+
+
+def write_legal_info(project: Project) -> Path:
+    """Write the bundle (all or nothing) and return its directory."""
+    problems = check_license_files(project)
+    if problems:
+        raise BuildError("legal-info: missing licence files: " + "; ".join(problems))
+    out = legal_info_dir(project)
+    tmp = out.with_name(f".{out.name}.new")
+    remove_tree(tmp)
+    tmp.mkdir(parents=True)
+    names: list[str] = []
+    rows: list[dict[str, str]] = []
+    try:
+        for name in sorted(project.packages):
+            pkg = project.packages[name]
+            where = origin(project, pkg)
+            series = patch_series(project, pkg)
+            pkg_dir = tmp / pkg.label
+            pkg_dir.mkdir()
+            for rel in pkg.license_files:
+                dest = pkg_dir / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(project.srcdir(name) / rel, dest)
+                names.append(f"{pkg.label}/{rel}")
+            if not pkg.license_files:
+                print(
+                    f"legal-info: warning: {pkg.label} ({pkg.license}) declares no license_files "
+                    f"in {project_relative(project, pkg.recipe_file)}",
+                    file=sys.stderr,
+                )
+            if series:
+                (pkg_dir / "patches").mkdir()
+                lines = []
+                for patch in series:
+                    if not patch.path.is_file():
+                        raise BuildError(
+                            f"patch {patch.filename} is not at {patch.path}; run "
+                            f"`doit fetch:{name}`",
+                            package=name,
+                        )
+                    dest = pkg_dir / "patches" / patch.filename
+                    if dest.exists():
+                        raise BuildError(
+                            f"two patches of the series are named {patch.filename}; rename ours "
+                            f"under {project_relative(project, patch.path.parent)}",
+                            package=name,
+                        )
+                    shutil.copyfile(patch.path, dest)
+                    names.append(f"{pkg.label}/patches/{patch.filename}")
+                    how = "ours" if patch.ours else f"from {patch.url}"
+                    lines.append(f"{patch.filename} -p{patch.strip} {_digest(patch.digests)} {how}")
+                (pkg_dir / "patches" / "series").write_text("\n".join(lines) + "\n")
+                names.append(f"{pkg.label}/patches/series")
+            if where.tree_sha256:
+                digest = f"tree-sha256:{where.tree_sha256}"
+            else:
+                digest = _digest(where.digests)
+            rows.append(
+                {
+                    "package": name,
+                    "version": pkg.version,
+                    "license": pkg.license,
+                    "license_files": " ".join(pkg.license_files),
+                    "source": where.filename or (pkg.local_source or where.note),
+                    "source_url": "" if where.url == NOASSERTION else where.url,
+                    "digest": digest,
+                    "patches": " ".join(p.filename for p in series),
+                }
+            )
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        (tmp / "manifest.csv").write_text(text.getvalue())
+        names.append("manifest.csv")
+        pins = project.board.paths.pins
+        if pins.is_file():
+            shutil.copyfile(pins, tmp / "pins.lock")
+            names.append("pins.lock")
+        write_sha256sums(tmp, names)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old = out.with_name(f".{out.name}.old")
+    remove_tree(old)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    remove_tree(old)
+    return out
