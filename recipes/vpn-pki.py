@@ -8,6 +8,7 @@ a text file of import steps; they never enter the image.
 """
 
 import hashlib
+import sys
 
 from _vpn import load_passwords, pki_path, secrets_path, vpn_settings
 
@@ -44,6 +45,13 @@ class VpnPki(Package):
     target_files = {f"{RACOON_DIR}/*": 0o600}
     toolchain = "none"
     dynamic = True  # the PKI directory is created by install and changed by revocations
+    extra_tasks = {
+        "renew-crl": (
+            "renew_crl",
+            "reissue the CRL now (racoon refuses every client once it expires); "
+            "revoke users with [pki] revoked in the board file",
+        ),
+    }
 
     def pki(self):
         vpn = vpn_settings(self.board)
@@ -65,12 +73,17 @@ class VpnPki(Package):
             for p in files
         ]
 
+    def renew_crl(self, ctx):
+        _, pki = self.pki()
+        pki.write_crl()
+        print(f"vpn-pki: new CRL in {pki.crl_path}; `doit rootfs` puts it into the image")
+
     def install(self, ctx):
         from cryptography import x509
 
         vpn, pki = self.pki()
         if pki.ensure_ca():
-            print(f"vpn-pki: created a new CA in {pki.ca_dir}; back it up", flush=True)
+            print(f"vpn-pki: created a new CA in {pki.ca_dir}; back it up", file=sys.stderr)
         server = vpn.server_name
         pki.ensure_certificate(
             Identity(server, server, "server", dns_names=(server,), ip_addresses=(str(vpn.wan.ip),))
@@ -90,7 +103,7 @@ class VpnPki(Package):
                 raise ConfigError(f"{self.board.file}: [pki] revoked names {user!r}, not a user")
             if not pki.is_revoked_name(user):
                 pki.revoke(user)
-                print(f"vpn-pki: revoked {user}'s certificate; the CRL was reissued", flush=True)
+                print(f"vpn-pki: revoked {user}'s certificate; CRL reissued", file=sys.stderr)
         pki.ensure_crl()
         out = ctx.staging / RACOON_DIR
         out.mkdir(parents=True)

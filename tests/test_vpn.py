@@ -205,3 +205,26 @@ def test_stock_mppe_spelling_when_mppc_is_off(tmp_path: Path) -> None:
     assert run.returncode == 0, run.output
     options = (tmp_path / "build/rootfs/etc/sysconfig/ppp/options.l2tp").read_text().splitlines()
     assert "require-mppe-128" in options and "mppc" not in options
+
+
+def test_revocation_and_crl_renewal(built: tuple[Path, DoitRun]) -> None:
+    tmp, _ = built
+    board_file = board(tmp, edit={"revoked = []": 'revoked = ["bob"]'})
+    env = env_for(tmp, board_file)
+    run = run_doit(REPO, "rootfs", env=env)
+    assert run.returncode == 0, run.output
+    assert "install:vpn-pki" in run.ran and "revoked bob" in run.output
+    racoon = tmp / "build" / "rootfs" / "etc" / "sysconfig" / "racoon"
+    bob = subprocess.run(
+        ["openssl", "verify", "-CApath", str(racoon), "-crl_check_all",
+         str(tmp / "pki" / "certs" / "bob-cert.pem")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bob.returncode != 0 and "certificate revoked" in bob.stdout + bob.stderr
+    crl = (tmp / "pki" / "ca" / "CRL.pem").read_bytes()
+    renewed = run_doit(REPO, "renew-crl:vpn-pki", env=env)
+    assert renewed.returncode == 0, renewed.output
+    assert (tmp / "pki" / "ca" / "CRL.pem").read_bytes() != crl
+    again = run_doit(REPO, "rootfs", env=env)  # the new CRL goes into the image
+    assert again.ran == {"install:vpn-pki", "rootfs"}
+    assert (racoon / "CRL.pem").read_bytes() == (tmp / "pki" / "ca" / "CRL.pem").read_bytes()
