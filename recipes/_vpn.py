@@ -86,7 +86,7 @@ def vpn_settings(board: Board) -> Vpn:
     ppp = interface("ppp_address")
     role = data.get("role", "server")
     if role not in ("server", "client"):
-        raise ConfigError(f"{_key(board, 'role')} must be \"server\" or \"client\", not {role!r}")
+        raise ConfigError(f'{_key(board, "role")} must be "server" or "client", not {role!r}')
     try:
         first, last = (
             ipaddress.IPv4Address(p.strip()) for p in need("client_pool", str).split("-")
