@@ -171,6 +171,13 @@ def run_dirclean(board_file: str, name: str) -> None:
     project.rootfs_stamp.unlink(missing_ok=True)
 
 
+def run_legal_info(board_file: str) -> Any:
+    from fwbuild.legal import write_legal_info
+
+    project = project_for(board_file)
+    return _guarded(lambda: print(f"legal-info: licence bundle in {write_legal_info(project)}"))
+
+
 def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, Callable[[], Any]]:
     """The ``task_*`` functions for a dodo module (``globals().update(make_tasks(...))``)."""
     key = project_key(board_file, project_dir)
@@ -295,6 +302,17 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
 
         tasks[f"task_{alias}"] = task_alias
 
+    def task_legal_info() -> dict[str, Any]:
+        """write $OUTPUT/legal-info: every package's licence files, patches and manifest.csv"""
+        return {
+            "basename": "legal-info",
+            "actions": [(run_legal_info, [key])],
+            "task_dep": [f"patch:{n}" for n in names],
+            "uptodate": [False],  # cheap, and the rootfs stage replaces the output directory
+            "verbosity": 2,
+        }
+
+    tasks["task_legal_info"] = task_legal_info
     tasks.update(
         task_rootfs=task_rootfs,
         task_source=task_source,
@@ -311,6 +329,8 @@ def _unstamp(board_file: str, name: str, stage: str) -> None:
 
 
 def doit_config(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
+    from fwbuild.report import build_reporter
+
     project = project_for(project_key(board_file, project_dir))
     build = project.board.paths.build
     build.mkdir(parents=True, exist_ok=True)
@@ -318,5 +338,6 @@ def doit_config(board_file: Path, project_dir: Path | None = None) -> dict[str, 
         "default_tasks": ["rootfs"],
         "dep_file": str(build / ".doit.db"),
         "backend": "json",
+        "reporter": build_reporter(project_key(board_file, project_dir)),  # fwbuild.report
         "verbosity": 1,
     }

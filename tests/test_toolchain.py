@@ -15,8 +15,7 @@ def test_missing_toolchain_is_reported_first(
     proj = make_project(tmp_path / "proj", dist, server.url)
     board = proj / "configs" / "board.toml"
     board.write_text(
-        board.read_text()
-        + '\n[toolchains.kernel]\nkind = "gcc"\nprefix = "nosuch-linux-gnu-"\n'
+        board.read_text() + '\n[toolchains.kernel]\nkind = "gcc"\nprefix = "nosuch-linux-gnu-"\n'
         'install = "apt-get install gcc-nosuch-linux-gnu"\n'
     )
     recipe = proj / "recipes" / "hello.py"

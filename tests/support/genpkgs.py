@@ -79,8 +79,24 @@ install: all
 \tcp greet $(DESTDIR)$(prefix)/bin/
 """
 
+MIT_LICENSE = """\
+MIT License
+
+Copyright (c) 2005 The {name} authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+associated documentation files (the "Software"), to deal in the Software without restriction,
+including without limitation the rights to use, copy, modify, merge, publish, distribute,
+sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions: the above copyright notice and this
+permission notice shall be included in all copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND.
+"""
+
 LIBGREET_FILES = {
     "configure": LIBGREET_CONFIGURE,
+    "LICENSE": MIT_LICENSE.format(name="libgreet"),
     "Makefile": LIBGREET_MAKEFILE,
     "greet.h": '#define GREET_VERSION "1.0"\nvoid greet(const char *who);\n',
     "greet.c": textwrap.dedent("""\
@@ -179,6 +195,7 @@ class Dist:
 
 def make_dist(work: Path) -> Dist:
     hello_files = {"Makefile": HELLO_MAKEFILE, "hello.c": HELLO_C}
+    hello_files["LICENSE"] = MIT_LICENSE.format(name="hello")  # for legal-info
     extra = dict(hello_files)
     extra["extra.c"] = '#include <stdio.h>\nvoid extra(void) { printf("hello: extra\\n"); }\n'
     extra["hello.c"] = HELLO_C.replace(
@@ -246,6 +263,7 @@ class Libgreet(AutotoolsPackage):
     name = "libgreet"
     version = "1.0"
     license = "MIT"
+    license_files = ("LICENSE",)
     sources = (
         Source("libgreet-1.0.tar.gz", urls=("{upstream}/libgreet-1.0.tar.gz",), sha256="{sha}"),
     )
@@ -260,6 +278,7 @@ class Hello(MakePackage):
     name = "hello"
     version = "1.0"
     license = "MIT"
+    license_files = ("LICENSE",)
     sources = (Source("hello-1.0.tar.gz", urls=("{upstream}/hello-1.0.tar.gz",), sha256="{sha}"),)
     patches = (
         Patch(
@@ -312,3 +331,27 @@ def make_project(root: Path, dist: Dist, base_url: str, *, gate: Path | None = N
     )
     (root / "patches" / "hello" / "1.0" / "0001-patched-greeting.patch").write_text(OWN_PATCH)
     return root
+
+
+NOTES_RECIPE = """\
+from fwbuild.recipe import Package
+
+
+class Notes(Package):
+    name = "notes"
+    version = "2"
+    license = "MIT"
+    local_source = "src/notes"
+"""
+
+
+def add_own_code_package(root: Path) -> None:
+    """Add ``notes``: our own code kept in the project (no download) that puts nothing in the
+    image; for the SBOM and legal-info tests."""
+    (root / "src" / "notes").mkdir(parents=True)
+    (root / "src" / "notes" / "NOTES").write_text("our own notes\n")
+    (root / "recipes" / "notes.py").write_text(NOTES_RECIPE)
+    board = root / "configs" / "board.toml"
+    board.write_text(
+        board.read_text().replace('packages = ["hello"]', 'packages = ["hello", "notes"]')
+    )

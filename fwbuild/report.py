@@ -1,0 +1,318 @@
+"""The build report: what ran, for how long and why, at the end of every ``doit`` run.
+
+doit's console output stays as it is (``.  task`` for a task that runs, ``-- task`` for one that
+is up to date); after it comes a table of the tasks that ran or failed, slowest first, with when
+each started (seconds after the build started), how long it took and why it ran, and, when the
+build failed, a last line per failed task naming it, its package and its log. The same, with the
+up-to-date tasks (cache hits), goes to ``build/report.json``.
+
+Why a stage ran is read from the stamps (``build/<pkg>/stamps/<stage>.json`` hold the inputs that
+made the stage's key): the reporter keeps the stamps as they were when the build started (a
+stage removes its own stamp and its later stages' before it works) and compares their inputs with
+the inputs the stage runs with, e.g. ``own: 0001-fix.patch`` or ``install:libgreet changed``.
+
+The report never fails a build: if it cannot be made, it says so in one line.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from doit.reporter import ConsoleReporter
+
+from fwbuild.project import STAGES, Project, digest_json, read_stamp
+
+REPORT_NAME = "report.json"
+NO_STAMP = "no stamp (new, cleaned, or its last run did not finish)"
+_WHY_WIDTH = 60
+_ERROR_WIDTH = 200
+_LABELS = {  # stage inputs that are lists of named entries
+    "own": "own patches",
+    "downloaded": "downloaded patches",
+    "files": "downloads",
+    "board_files": "board files",
+    "local_source": "local source",
+}
+
+
+@dataclass
+class TaskRecord:
+    task: str
+    package: str | None
+    stage: str
+    result: str = "not run"  # ran, failed, up-to-date, ignored
+    started: str | None = None  # UTC, ISO 8601
+    offset: float | None = None  # seconds after the build started
+    seconds: float | None = None
+    why: list[str] = field(default_factory=list)
+    log: str | None = None
+    error: str | None = None
+    _t0: float = field(default=0.0, repr=False)
+
+
+def report_path(project: Project) -> Path:
+    return project.board.paths.build / REPORT_NAME
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _named_entries(value: Any) -> dict[str, str] | None:
+    """``[[name, …], …]`` (files, patches, board files) as name -> digest of the entry."""
+    if not isinstance(value, list) or not all(
+        isinstance(e, list) and e and isinstance(e[0], str) for e in value
+    ):
+        return None
+    return {e[0]: digest_json(e) for e in value}
+
+
+def diff_inputs(package: str | None, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between a stage's previous inputs and its new ones, in a few words each."""
+    reasons: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key in STAGES and package:
+            reasons.append(f"{key}:{package} changed")
+        elif key in {"deps", "packages"} and isinstance(a, dict) and isinstance(b, dict):
+            for dep in sorted(set(a) | set(b)):
+                if dep not in a:
+                    reasons.append(f"new dependency {dep}")
+                elif dep not in b:
+                    reasons.append(f"no longer depends on {dep}")
+                elif a[dep] != b[dep]:
+                    reasons.append(f"install:{dep} changed")
+        elif isinstance(a, dict) and isinstance(b, dict):
+            reasons += [
+                f"{key}.{sub}: {_short(a.get(sub))} -> {_short(b.get(sub))}"
+                for sub in sorted(set(a) | set(b))
+                if a.get(sub) != b.get(sub)
+            ]
+        elif (na := _named_entries(a)) is not None and (nb := _named_entries(b)) is not None:
+            changed = sorted(n for n in set(na) | set(nb) if na.get(n) != nb.get(n))
+            reasons.append(f"{_LABELS.get(key, key)}: {', '.join(changed) or 'their order'}")
+        elif key == "recipe":
+            reasons.append("recipe file changed")
+        elif isinstance(a, (str, int, float, bool)) and isinstance(b, (str, int, float, bool)):
+            reasons.append(f"{key}: {_short(a)} -> {_short(b)}")
+        else:
+            reasons.append(f"{key} changed")
+    return reasons
+
+
+def explain(project: Project, task: str, old: dict[str, Any] | None) -> list[str]:
+    """Why a task runs: ``old`` is its stamp as it was when the build started."""
+    from fwbuild.tasks import toolchain_key
+
+    stage, _, name = task.partition(":")
+    if stage in STAGES and name in project.packages:
+        new, key = project.stage_inputs(name, stage), project.key(name, stage)
+    elif task == "rootfs":
+        new, key = project.rootfs_inputs, project.rootfs_key
+    elif task == "toolchain":
+        new, key = None, toolchain_key(project)
+    else:
+        return ["always runs"]
+    if old is None:
+        return [NO_STAMP]
+    if old.get("key") == key:
+        return ["stamp is current but its output is missing (or the run was forced)"]
+    if new is None:
+        return ["the toolchain identity changed"]
+    inputs = old.get("inputs")
+    if not isinstance(inputs, dict):
+        return ["its inputs changed (the old stamp does not list them)"]
+    return diff_inputs(name or None, inputs, new) or ["its key changed"]
+
+
+def snapshot(project: Project) -> dict[str, dict[str, Any] | None]:
+    """Every stamp as it is now: stages delete stamps before they work."""
+    from fwbuild.tasks import toolchain_stamp
+
+    stamps: dict[str, dict[str, Any] | None] = {
+        f"{stage}:{name}": read_stamp(project.stamp_path(name, stage))
+        for name in project.packages
+        for stage in STAGES
+    }
+    stamps["rootfs"] = read_stamp(project.rootfs_stamp)
+    stamps["toolchain"] = read_stamp(toolchain_stamp(project))
+    return stamps
+
+
+def _iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _log_of(message: str) -> str | None:
+    marker = "--- full log: "
+    for line in reversed(message.splitlines()):
+        if line.startswith(marker):
+            return line[len(marker) :].strip()
+    return None
+
+
+class BuildReporter(ConsoleReporter):
+    """doit's console reporter, then the build report (``DOIT_CONFIG["reporter"]``)."""
+
+    desc = "console output, then what ran, how long and why (build/report.json)"
+    # set by fwbuild.tasks.doit_config: which project the tasks belong to
+    project_key: ClassVar[str | None] = None
+
+    def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+        super().__init__(outstream, options)
+        self.t0 = time.monotonic()
+        self.wall0 = time.time()
+        self.records: dict[str, TaskRecord] = {}
+        self.old: dict[str, dict[str, Any] | None] = {}
+        self.project: Project | None = None
+        self.problem: str | None = None
+
+    # --- doit's calls --------------------------------------------------------------------------
+    def initialize(self, tasks: Any, selected_tasks: Any) -> None:
+        super().initialize(tasks, selected_tasks)
+        self._guard(self._load)
+
+    def execute_task(self, task: Any) -> None:
+        super().execute_task(task)
+        if task.actions and not task.name.startswith("_"):
+            self._guard(lambda: self._start(task))
+
+    def add_success(self, task: Any) -> None:
+        super().add_success(task)
+        self._guard(lambda: self._end(task, "ran"))
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        super().add_failure(task, fail)
+        self._guard(lambda: self._end(task, "failed", str(getattr(fail, "message", fail))))
+
+    def skip_uptodate(self, task: Any) -> None:
+        super().skip_uptodate(task)
+        if task.actions and not task.name.startswith("_"):
+            self._guard(lambda: self._mark(task.name, "up-to-date"))
+
+    def skip_ignore(self, task: Any) -> None:
+        super().skip_ignore(task)
+        self._guard(lambda: self._mark(task.name, "ignored"))
+
+    def complete_run(self) -> None:
+        super().complete_run()
+        self._guard(self._finish)
+        if self.problem:
+            self.write(f"report: not written: {self.problem}\n")
+        self.outstream.flush()
+
+    # --- the report ------------------------------------------------------------------------
+    def _guard(self, func: Any) -> None:
+        try:
+            func()
+        except Exception as exc:  # the report must never break or hide a build's result
+            self.problem = self.problem or f"{type(exc).__name__}: {exc}"
+
+    def _load(self) -> None:
+        from fwbuild.tasks import project_for
+
+        if self.project_key:
+            self.project = project_for(self.project_key)
+            self.old = snapshot(self.project)
+
+    def _record(self, name: str) -> TaskRecord:
+        if name not in self.records:
+            stage, _, package = name.partition(":")
+            self.records[name] = TaskRecord(name, package or None, stage)
+        return self.records[name]
+
+    def _mark(self, name: str, result: str) -> None:
+        self._record(name).result = result
+
+    def _start(self, task: Any) -> None:
+        record = self._record(task.name)
+        record._t0 = time.monotonic()
+        record.started = _iso(time.time())
+        record.offset = round(record._t0 - self.t0, 3)
+        if self.project is not None:
+            try:
+                record.why = explain(self.project, task.name, self.old.get(task.name))
+            except Exception as exc:  # e.g. a board file that broke during the build
+                record.why = [f"unknown ({type(exc).__name__})"]
+
+    def _end(self, task: Any, result: str, message: str | None = None) -> None:
+        record = self._record(task.name)
+        record.result = result
+        if record._t0:
+            record.seconds = round(time.monotonic() - record._t0, 3)
+        if message is not None:
+            lines = message.strip().splitlines()
+            record.error = lines[0] if lines else ""
+            record.log = _log_of(message)
+            project = self.project
+            if record.log is None and project and record.package in project.packages:
+                log = project.log_path(record.package, record.stage)
+                if record.stage in STAGES and log.is_file():
+                    record.log = str(log)
+
+    def _finish(self) -> None:
+        records = sorted(
+            self.records.values(),
+            key=lambda r: (r.seconds is None, -(r.seconds or 0.0), r.task),
+        )
+        counts = {k: sum(r.result == k for r in records) for k in ("ran", "failed", "up-to-date")}
+        total = round(time.monotonic() - self.t0, 3)
+        where = ""
+        if self.project is not None:
+            path = report_path(self.project)
+            data = {
+                "board": self.project.board.name,
+                "started": _iso(self.wall0),
+                "seconds": total,
+                "result": "failed" if counts["failed"] or self.runtime_errors else "ok",
+                "counts": counts,
+                "tasks": [
+                    {k: v for k, v in asdict(r).items() if not k.startswith("_")} for r in records
+                ],
+            }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, indent=1) + "\n")
+            tmp.replace(path)
+            where = f" ({path})"
+        shown = [r for r in records if r.result in {"ran", "failed"}]
+        self.write(
+            f"report: {counts['ran']} ran, {counts['failed']} failed, "
+            f"{counts['up-to-date']} up to date, {total:.1f} s{where}\n"
+        )
+        if shown:
+            width = max(len("task"), *(len(r.task) for r in shown))
+            self.write(f"  {'task':<{width}}  result   start s  seconds  why\n")
+            for r in shown:
+                why = "; ".join(r.why) or "-"
+                if len(why) > _WHY_WIDTH:
+                    why = why[: _WHY_WIDTH - 1] + "…"
+                start = f"{r.offset:7.1f}" if r.offset is not None else "      -"
+                secs = f"{r.seconds:7.2f}" if r.seconds is not None else "      -"
+                self.write(f"  {r.task:<{width}}  {r.result:<7} {start}  {secs}  {why}\n")
+        for r in records:  # last: what a CI log's reader needs first
+            if r.result == "failed":
+                error = r.error or "see above"
+                if len(error) > _ERROR_WIDTH:  # the head and the tail ("… exit code 2 in …")
+                    error = error[: _ERROR_WIDTH // 2] + " … " + error[-_ERROR_WIDTH // 2 :]
+                package = f" (package {r.package})" if r.package else ""
+                if r.log:
+                    self.write(
+                        f"{r.task} failed: {error}\nFAILED {r.task}{package}; log: {r.log}\n"
+                    )
+                else:
+                    self.write(f"FAILED {r.task}{package}: {error}\n")
+
+
+def build_reporter(project_key: str) -> type[BuildReporter]:
+    """The reporter class for ``DOIT_CONFIG`` (a class: doit makes one per run)."""
+    BuildReporter.project_key = project_key
+    return BuildReporter

@@ -1,0 +1,165 @@
+"""The nightly CI workflow, .github/workflows/nightly.yml: when it runs, and that every command it
+runs exists (the repository's scripts, the real board's doit tasks, installed Python modules) and
+is the one the README gives."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from support.doitrun import doit_env, run_doit
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW = REPO / ".github" / "workflows" / "nightly.yml"
+# What a step may run besides the repository's scripts, doit and python3: the base system of the
+# runner's container (the set-up step's own apt-get line makes sudo available).
+SYSTEM_PROGRAMS = {"apt-get", "sudo", "echo", "mkdir", "cp", "test", "ls", "cat"}
+DOIT_COMMANDS = {"run", "list", "info", "clean", "forget", "ignore", "dumpdb", "strace", "help"}
+DOIT_VALUE_OPTIONS = {"-n", "--process", "-P", "--parallel-type", "--reporter", "-v"}
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+@cache
+def workflow() -> dict[Any, Any]:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def steps() -> list[dict[str, Any]]:
+    return [step for job in workflow()["jobs"].values() for step in job["steps"]]
+
+
+def commands(script: str) -> list[list[str]]:
+    """The simple commands of a ``run:`` script (lines, ``&&``, ``||``, ``;``, ``|``)."""
+    found: list[list[str]] = []
+    for line in script.splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        current: list[str] = []
+        for token in lexer:
+            if token in {"&&", "||", ";", "|", "&"}:
+                found += [current] if current else []
+                current = []
+            else:
+                current.append(token)
+        found += [current] if current else []
+    return found
+
+
+def run_commands() -> list[list[str]]:
+    return [argv for step in steps() if "run" in step for argv in commands(step["run"])]
+
+
+def without_env(argv: list[str]) -> list[str]:
+    while argv and _ASSIGNMENT.match(argv[0]):
+        argv = argv[1:]
+    return argv
+
+
+def real_board_tasks(tmp: str) -> frozenset[str]:
+    """What ``doit list --all`` shows for the real board (it needs no sources)."""
+    env = doit_env(
+        FWBUILD_BUILD_DIR=f"{tmp}/build",
+        FWBUILD_DL_DIR=f"{tmp}/dl",
+        FWBUILD_OUTPUT_DIR=f"{tmp}/output",
+        FWBUILD_PKI_DIR=f"{tmp}/pki",
+        FWBUILD_SECRETS=f"{tmp}/secrets.toml",
+        ROOTFS_DIR=f"{tmp}/rootfs",
+    )
+    listing = run_doit(REPO, "list", "--all", env=env)
+    assert listing.returncode == 0, listing.output
+    return frozenset(line.split()[0] for line in listing.output.splitlines() if line.strip())
+
+
+def test_runs_nightly_and_on_demand() -> None:
+    triggers = workflow().get("on", workflow().get(True))  # YAML 1.1 reads a bare `on` as True
+    assert "workflow_dispatch" in triggers
+    crons = [entry["cron"] for entry in triggers["schedule"]]
+    assert crons
+    for cron in crons:  # once a day, at a fixed time
+        minute, hour, *days = cron.split()
+        assert minute.isdigit() and hour.isdigit() and days == ["*", "*", "*"], cron
+
+
+def test_every_command_exists(tmp_path: Path) -> None:
+    tasks = real_board_tasks(str(tmp_path))
+    assert {"rootfs", "source", "legal-info"} <= tasks
+    checked = 0
+    for raw in run_commands():
+        argv = without_env(raw)
+        if argv[:1] == ["sudo"]:
+            argv = without_env(argv[1:])
+        program, args = argv[0], argv[1:]
+        if "/" in program:  # the repository's own scripts
+            path = REPO / program
+            assert path.is_file() and os.access(path, os.X_OK), f"{program} is not in the repo"
+        elif program == "doit" or argv[:3] == ["python3", "-m", "doit"]:
+            args = args[2:] if program == "python3" else args
+            if args[:1] and args[0] in DOIT_COMMANDS:
+                args = args[1:]
+            names, skip = [], False
+            for arg in args:
+                if skip or arg.startswith("-"):
+                    skip = not skip and arg in DOIT_VALUE_OPTIONS
+                    continue
+                names.append(arg)
+            assert names, f"`{shlex.join(raw)}` names no task"
+            for name in names:
+                assert name in tasks, f"`{shlex.join(raw)}`: the real board has no task {name}"
+        elif program == "python3":
+            assert args[:1] == ["-m"], f"`{shlex.join(raw)}`: run modules with python3 -m"
+            assert importlib.util.find_spec(args[1]) is not None, f"no module {args[1]}"
+        else:
+            assert program in SYSTEM_PROGRAMS, f"`{shlex.join(raw)}`: unknown program {program}"
+        checked += 1
+    assert checked >= 5
+
+
+def test_readme_commands_are_the_ones_run() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"```sh\n(.*?)```", readme, re.S)
+    assert block, "README.md lost its first sh block"
+    wanted = {
+        shlex.join(argv)
+        for line in block[1].splitlines()
+        for argv in commands(line.split("#", 1)[0])
+    }
+    offline = next(line for line in readme.splitlines() if line.startswith("Offline builds:"))
+    wanted |= set(re.findall(r"`([^`]+)`", offline))
+    assert {"sudo scripts/setup-debian", "doit rootfs", "python3 -m pytest"} <= wanted
+    assert {"doit source", "FWBUILD_OFFLINE=1 doit rootfs"} <= wanted
+    ran = run_commands()
+    forms = {shlex.join(a) for a in ran} | {shlex.join(without_env(a)) for a in ran}
+    assert wanted <= forms, sorted(wanted - forms)
+    # in that order: set up, download, build offline (the README's offline recipe)
+    order = [shlex.join(a) for a in ran]
+    assert order.index("sudo scripts/setup-debian") < order.index("doit source")
+    assert order.index("doit source") < order.index("FWBUILD_OFFLINE=1 doit rootfs")
+    assert order.index("FWBUILD_OFFLINE=1 doit rootfs") < order.index(
+        "FWBUILD_OFFLINE=1 doit legal-info"
+    )  # the rootfs stage replaces the output directory
+
+
+def test_download_cache_and_artifacts() -> None:
+    board = tomllib.loads((REPO / "configs" / "siso.toml").read_text())
+    downloads = board["paths"]["downloads"]
+    caches = [s for s in steps() if str(s.get("uses", "")).startswith("actions/cache@")]
+    assert len(caches) == 1
+    cache_with = caches[0]["with"]
+    assert cache_with["path"] == downloads  # the board's download directory
+    key = cache_with["key"]
+    assert "hashFiles(" in key and "recipes/*.py" in key and "configs/pins.lock" in key
+    uploads = [s for s in steps() if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert len(uploads) == 1
+    upload = uploads[0]
+    assert "always()" in upload.get("if", "")  # a failed build's logs and report too
+    paths = upload["with"]["path"].split()
+    output = board["paths"]["output"]
+    assert f"{output}/" in paths and "build/report.json" in paths
+    assert all(re.search(r"@v\d+$", s["uses"]) for s in steps() if "uses" in s)
