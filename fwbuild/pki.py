@@ -430,8 +430,16 @@ class Pki:
 
         ca_key, ca_cert = self._ca()
         now = self._now()
+        number = 1  # RFC 5280 CRL number: every CRL this CA issues has a larger one
+        if self.crl_path.exists():
+            old = x509.load_pem_x509_crl(self.crl_path.read_bytes())
+            try:
+                number = old.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number + 1
+            except x509.ExtensionNotFound:
+                number = 2
         builder = (
             x509.CertificateRevocationListBuilder()
+            .add_extension(x509.CRLNumber(number), critical=False)
             .issuer_name(ca_cert.subject)
             .last_update(now - dt.timedelta(minutes=5))
             # An expired CRL locks every client out of racoon: make it long-lived.

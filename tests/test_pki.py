@@ -180,3 +180,13 @@ def test_revoked_certificate_is_not_silently_reissued(pki: Pki) -> None:
     before = pki.cert_path("mallory").read_bytes()
     assert pki.ensure_certificate(Identity("mallory", "mallory", "client")) is False
     assert pki.cert_path("mallory").read_bytes() == before
+
+
+def test_every_crl_has_a_larger_number(pki: Pki) -> None:
+    def number() -> int:
+        crl = x509.load_pem_x509_crl(pki.crl_path.read_bytes())
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+    before = number()
+    pki.write_crl()
+    assert number() == before + 1
