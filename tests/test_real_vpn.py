@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from support.real import REPO, real_doit, real_env
-from support.vm import VM
+from support.vm import VM, ip_packets
 
 pytestmark = pytest.mark.real_sources
 
@@ -69,7 +69,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def boot(name: str, output: Path, net: str, logs: Path) -> VM:
     return VM(name, output / "bzImage", output / "rootfs.cpio.gz", append=f"rngseed={seed()}",
-              net=net, log=logs / f"{name}.console")  # fmt: skip
+              net=net, log=logs / f"{name}.console", pcap=logs / f"{name}.pcap")  # fmt: skip
 
 
 @pytest.fixture
@@ -118,6 +118,11 @@ def test_vpn_session_between_two_vms(vms) -> None:
     sad = server.run("setkey -D", r"esp mode=transport")
     assert sad.count("esp mode=transport") == 2
     assert "3des-cbc" in sad and "hmac-sha1" in sad
+    # on the wire: IKE and ESP only, never plaintext L2TP (UDP 1701) or ICMP
+    server.stop()
+    wire = ip_packets(server.log.with_suffix(".pcap"))
+    assert (17, 500) in wire and any(proto == 50 for proto, _ in wire)
+    assert not [p for p in wire if p not in ((17, 500), (17, 4500)) and p[0] != 50], wire
 
 
 def test_revoked_client_is_refused(vms) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 class VM:
     def __init__(self, name: str, kernel: Path, initrd: Path, *, append: str, net: str,
-                 log: Path) -> None:  # fmt: skip
+                 log: Path, pcap: Path | None = None) -> None:  # fmt: skip
         self.name = name
         self.log = log
         self._buf = bytearray()
@@ -23,6 +23,8 @@ class VM:
             # only a socket between the two VMs, on 127.0.0.1: no host networking
             "-netdev", f"socket,id=n0,{net}", "-device", "rtl8139,netdev=n0",
         ]  # fmt: skip
+        if pcap is not None:  # everything the NIC sends and receives, as a capture file
+            argv += ["-object", f"filter-dump,id=dump0,netdev=n0,file={pcap}"]
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
@@ -77,3 +79,21 @@ class VM:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+def ip_packets(pcap: Path) -> list[tuple[int, int | None]]:
+    """(IP protocol, UDP destination port or None) of each IPv4 packet in an Ethernet capture."""
+    data = pcap.read_bytes()
+    packets: list[tuple[int, int | None]] = []
+    pos = 24  # the pcap global header
+    while pos + 16 <= len(data):
+        caplen = int.from_bytes(data[pos + 8 : pos + 12], "little")
+        frame = data[pos + 16 : pos + 16 + caplen]
+        pos += 16 + caplen
+        if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+            continue  # not IPv4 (ARP)
+        ip = frame[14:]
+        proto, header = ip[9], (ip[0] & 0x0F) * 4
+        port = int.from_bytes(ip[header + 2 : header + 4], "big") if proto == 17 else None
+        packets.append((proto, port))
+    return packets
