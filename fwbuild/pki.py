@@ -129,6 +129,32 @@ def hash_links(
     return links
 
 
+_SHA256_RSA = bytes.fromhex("06092a864886f70d01010b")  # OID 1.2.840.113549.1.1.11
+_SHA1_RSA = bytes.fromhex("06092a864886f70d010105")  # OID 1.2.840.113549.1.1.5
+
+
+def resign_sha1(der: bytes, key) -> bytes:
+    """A certificate or CRL signed with sha256WithRSA, signed again with sha1WithRSA.
+
+    ``cryptography`` refuses to sign with SHA-1, but Windows XP before SP3 cannot check SHA-256
+    signatures. Both algorithm identifiers encode to 11 bytes, so swapping them keeps every
+    length; the to-be-signed part is then signed again with PKCS#1 v1.5 and SHA-1.
+    """
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    _, body, _ = _der_read(der, 0)
+    (_, tbs_body, _), (_, _, algorithm), _ = _children(body)
+    fields = [tlv for _, _, tlv in _children(tbs_body)]
+    # the TBS part's own `signature` AlgorithmIdentifier: the first field that is exactly it
+    index = next(i for i, f in enumerate(fields) if f.startswith(b"\x30") and _SHA256_RSA in f[:15])
+    fields[index] = fields[index].replace(_SHA256_RSA, _SHA1_RSA)
+    new_tbs = _der(0x30, b"".join(fields))
+    signature = key.sign(new_tbs, padding.PKCS1v15(), hashes.SHA1())
+    new_algorithm = algorithm.replace(_SHA256_RSA, _SHA1_RSA)
+    return _der(0x30, new_tbs + new_algorithm + _der(0x03, b"\x00" + signature))
+
+
 # --- the PKI ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Identity:
@@ -165,9 +191,16 @@ class Pki:
     """The CA and what it issued, in ``root``. Nothing here ever deletes the CA."""
 
     def __init__(self, root: Path, *, ca_subject: dict[str, str], key_bits: int = 2048,
-                 cert_days: int = 3650, crl_days: int = 3650) -> None:  # fmt: skip
+                 cert_days: int = 3650, crl_days: int = 3650,
+                 signature: str = "sha256") -> None:  # fmt: skip
         if key_bits < 2048:
             raise ConfigError(f"PKI key size {key_bits} is too small; use 2048 or more")
+        if signature not in ("sha256", "sha1"):
+            raise ConfigError(
+                f"PKI signature {signature!r} is neither sha256 nor sha1 (sha1 only for Windows "
+                "XP before SP3, which cannot check SHA-256 signatures)"
+            )
+        self.signature = signature
         self.root = root
         self.ca_subject = ca_subject
         self.key_bits = key_bits
@@ -239,6 +272,20 @@ class Pki:
             serialization.NoEncryption(),
         )
 
+    def _signed_pem(self, obj, key, label: str) -> bytes:
+        """PEM of a certificate or CRL, re-signed with SHA-1 when the board asks for it."""
+        import base64
+
+        from cryptography.hazmat.primitives import serialization
+
+        der = obj.public_bytes(serialization.Encoding.DER)
+        if self.signature == "sha1":
+            der = resign_sha1(der, key)
+        body = base64.encodebytes(der).replace(b"\n", b"")
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+        return b"".join([f"-----BEGIN {label}-----\n".encode(), *(ln + b"\n" for ln in lines),
+                         f"-----END {label}-----\n".encode()])  # fmt: skip
+
     # the CA
     def ensure_ca(self) -> bool:
         """Create the CA if there is none; returns True when it was created now."""
@@ -286,9 +333,7 @@ class Pki:
             .sign(key, hashes.SHA256())
         )
         _write_private(self.ca_key_path, self._key_pem(key))
-        from cryptography.hazmat.primitives import serialization
-
-        _write_public(self.ca_cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        _write_public(self.ca_cert_path, self._signed_pem(cert, key, "CERTIFICATE"))
         return True
 
     def _ca(self):
@@ -327,7 +372,7 @@ class Pki:
         import ipaddress
 
         from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives import hashes
         from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
         key = self._new_key()
@@ -372,7 +417,7 @@ class Pki:
             builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), False)
         cert = builder.sign(ca_key, hashes.SHA256())
         _write_private(self.key_path(ident.name), self._key_pem(key))
-        _write_public(self.cert_path(ident.name), cert.public_bytes(serialization.Encoding.PEM))
+        _write_public(self.cert_path(ident.name), self._signed_pem(cert, ca_key, "CERTIFICATE"))
 
     # revocation
     def revoked(self) -> list[dict[str, object]]:
@@ -426,7 +471,7 @@ class Pki:
 
     def write_crl(self) -> None:
         from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives import hashes
 
         ca_key, ca_cert = self._ca()
         now = self._now()
@@ -454,7 +499,7 @@ class Pki:
                 .build()
             )
         crl = builder.sign(ca_key, hashes.SHA256())
-        _write_public(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
+        _write_public(self.crl_path, self._signed_pem(crl, ca_key, "X509 CRL"))
 
     def ensure_crl(self) -> bool:
         if self.crl_needs_renewal():

@@ -59,7 +59,8 @@ class VpnPki(Package):
         subject = table.get("ca_subject", {"CN": f"{vpn.server_name} VPN CA"})
         if not isinstance(subject, dict):
             raise ConfigError(f"{self.board.file}: [pki] ca_subject must be a table")
-        return vpn, Pki(pki_path(self.board), ca_subject=subject)
+        signature = table.get("signature", "sha256")
+        return vpn, Pki(pki_path(self.board), ca_subject=subject, signature=signature)
 
     def validate(self):
         self.pki()

@@ -190,3 +190,33 @@ def test_every_crl_has_a_larger_number(pki: Pki) -> None:
     before = number()
     pki.write_crl()
     assert number() == before + 1
+
+
+def test_sha1_signatures_for_windows_xp_before_sp3(tmp_path: Path) -> None:
+    pki = Pki(tmp_path / "xp", ca_subject=SUBJECT, signature="sha1")
+    pki.ensure_ca()
+    pki.ensure_certificate(Identity("server", "server", "server"))
+    pki.ensure_certificate(Identity("old", "old", "client"))
+    pki.revoke("old")
+    for path in (pki.ca_cert_path, pki.cert_path("server")):
+        text = openssl("x509", "-noout", "-text", "-in", str(path))
+        assert "Signature Algorithm: sha1WithRSAEncryption" in text
+        assert "sha256" not in text.lower()
+    assert "sha1WithRSAEncryption" in openssl("crl", "-noout", "-text", "-in", str(pki.crl_path))
+    hashed = tmp_path / "hashed"
+    hashed.mkdir()
+    for name, src in (("CAcert.pem", pki.ca_cert_path), ("CRL.pem", pki.crl_path)):
+        (hashed / name).write_bytes(src.read_bytes())
+    ca = x509.load_pem_x509_certificate(pki.ca_cert_path.read_bytes())
+    for link, target in hash_links([("CAcert.pem", ca.subject.public_bytes())],
+                                   [("CRL.pem", ca.subject.public_bytes())]).items():  # fmt: skip
+        os.symlink(target, hashed / link)
+    ok = openssl("verify", "-CApath", str(hashed), "-crl_check_all", str(pki.cert_path("server")))
+    assert ok.strip().endswith(": OK")  # the signatures check out (OpenSSL's own verifier)
+    revoked = subprocess.run(
+        ["openssl", "verify", "-CApath", str(hashed), "-crl_check_all", str(pki.cert_path("old"))],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "certificate revoked" in revoked.stdout + revoked.stderr
+    with pytest.raises(ConfigError, match="neither sha256 nor sha1"):
+        Pki(tmp_path / "bad", ca_subject=SUBJECT, signature="md5")
