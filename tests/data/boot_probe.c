@@ -138,8 +138,12 @@ static void probe_klog(void)
 	if (n <= 0)
 		return;
 	buf[n] = 0;
-	check(strstr(buf, "MPPE/MPPC encryption/compression module registered")
-	      != NULL, "kernel log: MPPE/MPPC module registered");
+	/* the MPPE/MPPC patch's driver (variant mppc), or ppp-2.4.3's stock MPPE one */
+	if (strstr(buf, "PPP MPPE Compression module registered"))
+		check(1, "kernel log: stock MPPE module registered");
+	else
+		check(strstr(buf, "MPPE/MPPC encryption/compression module registered")
+		      != NULL, "kernel log: MPPE/MPPC module registered");
 	check(strstr(buf, "PPP generic driver") != NULL,
 	      "kernel log: PPP generic driver");
 }
