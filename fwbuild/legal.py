@@ -28,7 +28,7 @@ from fwbuild.errors import BuildError
 from fwbuild.images import write_sha256sums
 from fwbuild.project import Project
 from fwbuild.sbom import NOASSERTION, origin, patch_series, project_relative
-from fwbuild.unpack import remove_tree
+from fwbuild.unpack import remove_tree, replace_tree
 
 DIR_NAME = "legal-info"
 MANIFEST_FIELDS = (
@@ -156,11 +156,5 @@ def write_legal_info(project: Project) -> Path:
     except BaseException:
         remove_tree(tmp)
         raise
-    out.parent.mkdir(parents=True, exist_ok=True)
-    old = out.with_name(f".{out.name}.old")
-    remove_tree(old)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    remove_tree(old)
+    replace_tree(tmp, out)
     return out

@@ -33,7 +33,7 @@ from pathlib import Path
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.project import Project, stamp_matches, write_stamp
 from fwbuild.recipe import expand_target_files
-from fwbuild.unpack import remove_tree
+from fwbuild.unpack import remove_tree, replace_tree
 
 ELF_MAGIC = b"\x7fELF"
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -251,7 +251,7 @@ def assemble(project: Project) -> list[Entry]:
         remove_tree(tmp)
         raise
     manifest = sorted(entries.values(), key=lambda e: e.path)
-    _swap_in(tmp, rootfs)
+    replace_tree(tmp, rootfs)
     write_manifest(project, manifest)
     write_outputs(project, manifest)
     write_stamp(
@@ -303,7 +303,7 @@ def write_outputs(project: Project, manifest: list[Entry]) -> None:
     except BaseException:
         remove_tree(tmp)
         raise
-    _swap_in(tmp, out)
+    replace_tree(tmp, out)
 
 
 def _apply_permission(tmp: Path, entries: dict[str, Entry], perm: Entry, table: Path) -> None:
@@ -335,15 +335,6 @@ def _add_directories(tmp: Path, entries: dict[str, Entry]) -> None:
             path = "/" + (Path(dirpath) / d).relative_to(tmp).as_posix()
             if path not in entries and not (Path(dirpath) / d).is_symlink():
                 entries[path] = Entry(path, "d", 0o755)
-
-
-def _swap_in(tmp: Path, rootfs: Path) -> None:
-    old = rootfs.with_name(f".{rootfs.name}.old")
-    remove_tree(old)
-    if rootfs.exists():
-        rootfs.rename(old)
-    tmp.rename(rootfs)
-    remove_tree(old)
 
 
 def write_manifest(project: Project, manifest: list[Entry]) -> None:

@@ -21,7 +21,7 @@ from fwbuild.project import STAGES, Project, write_stamp
 from fwbuild.recipe import Package, expand_target_files
 from fwbuild.steps import Context, clean_env
 from fwbuild.toolchain import build_triplet
-from fwbuild.unpack import copy_tree, extract_tarball, remove_tree
+from fwbuild.unpack import copy_tree, extract_tarball, remove_tree, replace_tree
 
 TREE_STATE = "tree-state"  # "pristine" after the patch stage, "configured" once configure ran
 
@@ -135,8 +135,7 @@ def fresh_tree(project: Project, pkg: Package) -> None:
         remove_tree(tmp)
         raise
     (work / TREE_STATE).write_text("pristine\n")
-    remove_tree(project.srcdir(name))
-    tmp.rename(project.srcdir(name))
+    replace_tree(tmp, project.srcdir(name))
 
 
 def do_patch(project: Project, name: str) -> None:
@@ -228,8 +227,7 @@ def do_install(project: Project, name: str) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    remove_tree(final)
-    tmp.rename(final)
+    replace_tree(tmp, final)
     finish(project, name, "install", started)
 
 

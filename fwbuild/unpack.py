@@ -105,3 +105,15 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(trash)
     path.rename(trash)
     shutil.rmtree(trash)
+
+
+def replace_tree(new: Path, dest: Path) -> None:
+    """Put the finished tree ``new`` where ``dest`` is: the old one is renamed aside first and
+    removed last, so at no moment is a half-written tree under the real name."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    old = dest.with_name(f".{dest.name}.old")
+    remove_tree(old)
+    if dest.exists() or dest.is_symlink():
+        dest.rename(old)
+    new.rename(dest)
+    remove_tree(old)
