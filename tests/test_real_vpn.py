@@ -67,6 +67,38 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+STOCK = "\n[variants]\nmppc = false\n"
+STOCK_BOARDS = {
+    "server": f'[board]\nextends = "{REPO}/configs/siso.toml"\n{TEST_SETTINGS}{STOCK}',
+    "client": f'[board]\nextends = "{REPO}/configs/siso-client.toml"\n{TEST_SETTINGS}{STOCK}',
+}
+
+
+@pytest.fixture(scope="module")
+def stock_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The mppc = false variant: stock MPPE from ppp-2.4.3 in the kernel and pppd."""
+    from fwbuild.overrides import load_overrides
+
+    tmp = tmp_path_factory.mktemp("vpn-stock")
+    env = real_env(tmp)
+    if "ppp-2.4.3.tar.gz" not in load_overrides(Path(env["FWBUILD_OVERRIDES"])).files:
+        pytest.skip(
+            'the stock variant needs [files."ppp-2.4.3.tar.gz"] in the overrides file '
+            "(the kernel takes ppp-2.4.3's linux/mppe/ driver from that tarball)"
+        )
+    # its own build directory: the kernel and pppd differ from the mppc build's
+    env = {**env, "FWBUILD_BUILD_DIR": env["FWBUILD_BUILD_DIR"] + "-stock",
+           "FWBUILD_OUTPUT_DIR": env["FWBUILD_OUTPUT_DIR"] + "-stock"}  # fmt: skip
+    out: dict[str, Path] = {}
+    for name, text in STOCK_BOARDS.items():
+        board = tmp / f"{name}.toml"
+        board.write_text(text)
+        run = real_doit({**env, "FWBUILD_BOARD": str(board)}, "rootfs")
+        assert run.returncode == 0, run.output
+        out[name] = Path(env["FWBUILD_OUTPUT_DIR"] + ("" if name == "server" else "-client"))
+    return out
+
+
 def boot(name: str, output: Path, net: str, logs: Path) -> VM:
     return VM(name, output / "bzImage", output / "rootfs.cpio.gz", append=f"rngseed={seed()}",
               net=net, log=logs / f"{name}.console", pcap=logs / f"{name}.pcap")  # fmt: skip
@@ -77,11 +109,12 @@ def vms(images: dict[str, Path], tmp_path: Path, request: pytest.FixtureRequest)
     started: list[VM] = []
     port = free_port()
 
-    def start(client: str) -> tuple[VM, VM]:
-        server = boot("server", images["server"], f"listen=127.0.0.1:{port}", tmp_path)
+    def start(client: str, image_set: dict[str, Path] | None = None) -> tuple[VM, VM]:
+        chosen = image_set or images
+        server = boot("server", chosen["server"], f"listen=127.0.0.1:{port}", tmp_path)
         started.append(server)
         server.wait_for(r"rcS: boot complete \(server", 120)
-        peer = boot(client, images[client], f"connect=127.0.0.1:{port}", tmp_path)
+        peer = boot(client, chosen[client], f"connect=127.0.0.1:{port}", tmp_path)
         started.append(peer)
         return server, peer
 
@@ -131,3 +164,14 @@ def test_revoked_client_is_refused(vms) -> None:
     server.wait_for(r"certificate revoked", 120)
     assert "ISAKMP-SA established" not in server.console
     assert "Call established" not in server.console
+
+
+def test_stock_mppe_variant_session(vms, stock_images: dict[str, Path]) -> None:
+    server, client = vms("client", stock_images)
+    server.wait_for(r"PPP MPPE Compression module registered", 60)
+    server.wait_for(r"ISAKMP-SA established", 120)
+    server.wait_for(r"sent \[CHAP Success", 60)
+    server.wait_for(r"MPPE 128-bit stateless compression enabled", 60)
+    assert "MPPC/MPPE" not in server.console
+    client.wait_for(r"local  IP address 192\.168\.50\.10", 60)
+    client.run("ping -c 3 192.168.50.1", r"3 packets transmitted, 3 packets received")

@@ -3,7 +3,8 @@
 They run when ``FWBUILD_REAL_OVERRIDES`` names a local overrides file (see README, "Building from
 your own sources") that points every package of the board at real sources; they are skipped with
 that reason otherwise. ``FWBUILD_REAL_BUILD_DIR`` keeps the build between runs (default: a
-temporary directory, so a run builds from scratch).
+temporary directory, so a run builds from scratch); ``FWBUILD_DL_DIR``, when set, is the download
+cache that holds the upstream tarballs one has (OpenSSL's and BusyBox's match their digests).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def real_overrides() -> Path:
 
 def real_env(build_dir: Path, **extra: str) -> dict[str, str]:
     build = Path(os.environ.get("FWBUILD_REAL_BUILD_DIR", build_dir))
+    if os.environ.get("FWBUILD_DL_DIR"):
+        extra.setdefault("FWBUILD_DL_DIR", os.environ["FWBUILD_DL_DIR"])
     return doit_env(
         FWBUILD_OVERRIDES=str(real_overrides()),
         FWBUILD_BUILD_DIR=str(build),
