@@ -278,7 +278,11 @@ def write_outputs(project: Project, manifest: list[Entry]) -> None:
     out = project.board.paths.output
     tmp = out.with_name(f".{out.name}.new")
     remove_tree(tmp)
-    tmp.mkdir(parents=True)
+    # An image holding files only root may read (a private key, chap-secrets) is itself a
+    # secret: the directory is private from its creation and the images are 0600.
+    secret = any(e.type == "f" and not e.mode & 0o004 for e in manifest)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(mode=0o700 if secret else 0o755)
     rootfs = project.board.paths.rootfs
     epoch = source_date_epoch()
     try:
@@ -296,6 +300,10 @@ def write_outputs(project: Project, manifest: list[Entry]) -> None:
         names += ["rootfs.tar", "rootfs.cpio.gz"]
         if images.write_ext2(manifest, tmp / "rootfs.tar", tmp / "rootfs.ext2"):
             names.append("rootfs.ext2")
+        if secret:
+            for image in ("rootfs.tar", "rootfs.cpio.gz", "rootfs.ext2"):
+                if (tmp / image).exists():
+                    (tmp / image).chmod(0o600)
         shutil.copyfile(manifest_path(project), tmp / "manifest.json")
         names.append("manifest.json")
         names.append(write_sbom(project, tmp))  # describes the files above (fwbuild.sbom)

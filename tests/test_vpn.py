@@ -228,3 +228,11 @@ def test_revocation_and_crl_renewal(built: tuple[Path, DoitRun]) -> None:
     again = run_doit(REPO, "rootfs", env=env)  # the new CRL goes into the image
     assert again.ran == {"install:vpn-pki", "rootfs"}
     assert (racoon / "CRL.pem").read_bytes() == (tmp / "pki" / "ca" / "CRL.pem").read_bytes()
+
+
+def test_images_holding_secrets_are_private(built: tuple[Path, DoitRun]) -> None:
+    tmp, _ = built
+    output = tmp / "output"
+    assert output.stat().st_mode & 0o777 == 0o700
+    for image in ("rootfs.tar", "rootfs.cpio.gz", "rootfs.ext2"):
+        assert (output / image).stat().st_mode & 0o777 == 0o600, image
