@@ -771,10 +771,11 @@ def _url_list(urls: Iterable[str]) -> str:
 
 def _unpinned_message(remote: RemoteFile, settings: FetchSettings, package: str) -> str:
     return (
-        f"{remote.filename} has no known digest in the recipe, so it will not be downloaded: "
-        "fwbuild never uses a source file it cannot verify. Run `doit pin:"
-        f"{package}` to download it once and record its sha256 in the recipe, then build "
-        f"again. URLs: {_url_list(_candidate_urls(remote, settings))}."
+        f"{remote.filename} has no known digest (none in the recipe or the pin lock file), so "
+        "it will not be downloaded: fwbuild never uses a source file it cannot verify. Run "
+        f"`doit pin:{package}` to download it once and record its sha256 in the pin lock "
+        "file, review and commit that, then build again. "
+        f"URLs: {_url_list(_candidate_urls(remote, settings))}."
     )
 
 

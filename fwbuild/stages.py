@@ -75,6 +75,7 @@ def do_fetch(project: Project, name: str) -> None:
     pkg = project.packages[name]
     override = project.overrides.packages.get(name)
     settings = fetch_settings(project)
+    remotes: list[RemoteFile] = []
     for index, source in enumerate([*pkg.active_sources(), *pkg.active_patches()]):
         if index == 0 and override:
             if override.tarball:
@@ -84,7 +85,9 @@ def do_fetch(project: Project, name: str) -> None:
         if local:
             verify_local(project, pkg, local.path, local.digests)
             continue
-        remote = RemoteFile(source.filename, source.urls, project.remote_digests(source))
+        remotes.append(RemoteFile(source.filename, source.urls, project.remote_digests(source)))
+    # Refuse an unpinned file before downloading anything else (a 37 MB kernel, say).
+    for remote in sorted(remotes, key=lambda r: bool(r.digests)):
         fetch(remote, settings, package=name, log=sys.stderr)
     finish(project, name, "fetch", started)
 
