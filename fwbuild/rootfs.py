@@ -355,8 +355,3 @@ def write_manifest(project: Project, manifest: list[Entry]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
-
-
-def read_manifest(project: Project) -> list[Entry]:
-    data = json.loads(manifest_path(project).read_text())
-    return [Entry(**e) for e in data["entries"]]

@@ -109,12 +109,6 @@ class Context:
         shutil.copyfile(source, target)
         target.chmod(mode)
 
-    def dep_include_flags(self) -> list[str]:
-        return [f"-I{p / 'usr' / 'include'}" for p in self.deps_staging.values()]
-
-    def dep_lib_flags(self) -> list[str]:
-        return [f"-L{p / 'usr' / 'lib'}" for p in self.deps_staging.values()]
-
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
