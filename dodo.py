@@ -5,9 +5,20 @@ another board file with the same recipes.
 """
 
 import os
+import sys
 from pathlib import Path
 
-from fwbuild.dodo import load
+HERE = Path(__file__).resolve().parent
+# This checkout's engine, whichever doit runs this file: never the fwbuild of another checkout
+# that some environment on the machine has installed.
+sys.path.insert(0, str(HERE))
 
-HERE = Path(__file__).parent
+import fwbuild  # noqa: E402
+from fwbuild.dodo import load  # noqa: E402
+
+if Path(fwbuild.__file__).resolve().parent != HERE / "fwbuild":
+    sys.exit(
+        f"fwbuild: this checkout's dodo.py ({HERE}) loaded the engine of {fwbuild.__file__}; "
+        f"run this checkout's own doit: {HERE / '.venv' / 'bin' / 'doit'} (scripts/setup-debian)"
+    )
 globals().update(load(HERE / os.environ.get("FWBUILD_BOARD", "configs/siso.toml"), HERE))

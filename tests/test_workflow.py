@@ -1,6 +1,6 @@
-"""The nightly CI workflow, .github/workflows/nightly.yml: when it runs, and that every command it
-runs exists (the repository's scripts, the real board's doit tasks, installed Python modules) and
-is the one the README gives."""
+"""The nightly CI workflow, .github/workflows/nightly.yml, and .ci/run: when the workflow runs, and
+that every command they run exists (the repository's scripts, the real board's doit tasks,
+installed Python modules) and is the one the README gives."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ from support.doitrun import doit_env, run_doit
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github" / "workflows" / "nightly.yml"
+# The checkout's own environment, made by scripts/setup-debian: the README's `doit` and `python3`.
+VENV_PROGRAMS = {".venv/bin/doit": "doit", ".venv/bin/python": "python3"}
 # What a step may run besides the repository's scripts, doit and python3: the base system of the
-# runner's container (the set-up step's own apt-get line makes sudo available).
-SYSTEM_PROGRAMS = {"apt-get", "sudo", "echo", "mkdir", "cp", "test", "ls", "cat"}
+# runner's container (root, no sudo: the README's set-up works without it).
+SYSTEM_PROGRAMS = {"apt-get", "echo", "mkdir", "cp", "test", "ls", "cat"}
 DOIT_COMMANDS = {"run", "list", "info", "clean", "forget", "ignore", "dumpdb", "strace", "help"}
 DOIT_VALUE_OPTIONS = {"-n", "--process", "-P", "--parallel-type", "--reporter", "-v"}
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -62,6 +64,25 @@ def without_env(argv: list[str]) -> list[str]:
     return argv
 
 
+def in_venv(argv: list[str]) -> list[str]:
+    """The README's later `doit …`/`python3 …` as its set-up paragraph says to run them."""
+    venv = {short: full for full, short in VENV_PROGRAMS.items()}
+    at = len(argv) - len(without_env(argv))
+    if at < len(argv) and argv[at] in venv:
+        return [*argv[:at], venv[argv[at]], *argv[at + 1 :]]
+    return argv
+
+
+def readme_first_block_lines() -> list[str]:
+    block = re.search(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert block, "README.md lost its first sh block"
+    return block[1].splitlines()
+
+
+def readme_first_block() -> list[list[str]]:
+    return [argv for line in readme_first_block_lines() for argv in commands(line.split("#", 1)[0])]
+
+
 def real_board_tasks(tmp: str) -> frozenset[str]:
     """What ``doit list --all`` shows for the real board (it needs no sources)."""
     env = doit_env(
@@ -96,6 +117,10 @@ def test_every_command_exists(tmp_path: Path) -> None:
         if argv[:1] == ["sudo"]:
             argv = without_env(argv[1:])
         program, args = argv[0], argv[1:]
+        if program in VENV_PROGRAMS:  # made by the set-up script, which a step runs first
+            assert ".venv" in (REPO / "scripts" / "setup-debian").read_text()
+            program = VENV_PROGRAMS[program]
+            argv = [program, *args]
         if "/" in program:  # the repository's own scripts
             path = REPO / program
             assert path.is_file() and os.access(path, os.X_OK), f"{program} is not in the repo"
@@ -123,27 +148,43 @@ def test_every_command_exists(tmp_path: Path) -> None:
 
 def test_readme_commands_are_the_ones_run() -> None:
     readme = (REPO / "README.md").read_text()
-    block = re.search(r"```sh\n(.*?)```", readme, re.S)
-    assert block, "README.md lost its first sh block"
-    wanted = {
-        shlex.join(argv)
-        for line in block[1].splitlines()
-        for argv in commands(line.split("#", 1)[0])
-    }
+    wanted = {shlex.join(argv) for argv in readme_first_block()}
+    # root or a user with sudo: the script itself uses sudo only for apt, never for the rest
+    assert {"scripts/setup-debian", ".venv/bin/doit rootfs", ".venv/bin/python -m pytest"} <= wanted
     offline = next(line for line in readme.splitlines() if line.startswith("Offline builds:"))
-    wanted |= set(re.findall(r"`([^`]+)`", offline))
-    assert {"sudo scripts/setup-debian", "doit rootfs", "python3 -m pytest"} <= wanted
-    assert {"doit source", "FWBUILD_OFFLINE=1 doit rootfs"} <= wanted
+    later = re.findall(r"`([^`]+)`", offline)
+    assert {"doit source", "FWBUILD_OFFLINE=1 doit rootfs"} <= set(later)
+    wanted |= {shlex.join(in_venv(shlex.split(command))) for command in later}
     ran = run_commands()
     forms = {shlex.join(a) for a in ran} | {shlex.join(without_env(a)) for a in ran}
     assert wanted <= forms, sorted(wanted - forms)
+    assert not any(a[:1] == ["sudo"] for a in ran)  # the job runs as root, with no sudo
     # in that order: set up, download, build offline (the README's offline recipe)
     order = [shlex.join(a) for a in ran]
-    assert order.index("sudo scripts/setup-debian") < order.index("doit source")
-    assert order.index("doit source") < order.index("FWBUILD_OFFLINE=1 doit rootfs")
-    assert order.index("FWBUILD_OFFLINE=1 doit rootfs") < order.index(
-        "FWBUILD_OFFLINE=1 doit legal-info"
+    assert order.index("scripts/setup-debian") < order.index(".venv/bin/doit source")
+    assert order.index(".venv/bin/doit source") < order.index(
+        "FWBUILD_OFFLINE=1 .venv/bin/doit rootfs"
+    )
+    assert order.index("FWBUILD_OFFLINE=1 .venv/bin/doit rootfs") < order.index(
+        "FWBUILD_OFFLINE=1 .venv/bin/doit legal-info"
     )  # the rootfs stage replaces the output directory
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    """.ci/run is the README's second line, word for word, and nothing else runs after it."""
+    tests_line = next(
+        line for line in readme_first_block_lines() if "pytest" in line.split("#", 1)[0]
+    )
+    wanted = commands(tests_line.split("#", 1)[0])
+    script = (REPO / ".ci" / "run").read_text()
+    lines = [
+        line
+        for line in script.splitlines()[1:]
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert lines[:2] == ["set -euo pipefail", 'cd "$(dirname "$0")/.."'], lines
+    assert [c for line in lines[2:] for c in commands(line)] == wanted
+    assert os.access(REPO / ".ci" / "run", os.X_OK)
 
 
 def test_download_cache_and_artifacts() -> None:
