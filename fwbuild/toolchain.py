@@ -11,11 +11,13 @@ multi-word ``CC``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import stat
 import subprocess
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -94,7 +96,8 @@ class ZigToolchain:
             found.append(
                 Problem(
                     "the zig compiler (PyPI package ziglang) is not installed",
-                    "pip install ziglang  (or: pip install -e .)",
+                    "run scripts/setup-debian: it installs ziglang into this checkout's .venv/; "
+                    "then run .venv/bin/doit",
                 )
             )
         for tool, package in (("make", "make"), ("strip", "binutils")):
@@ -159,9 +162,27 @@ class ZigToolchain:
             "CROSS_TRIPLET": self.triplet,
         }
 
+    def warm_marker(self) -> Path:
+        """Written into zig's cache once its libc for this target is built: clearing the cache
+        clears it too, so the next warm-up says again that it takes minutes."""
+        name = f"fwbuild-warm-{self.zig_version()}-{self.zig_target}-{self.cpu}"
+        return self.cache_dir / name
+
     def warm_up(self) -> str:
-        """Compile a trivial program so zig builds (and caches) its libc for this CPU once."""
+        """Compile a trivial program so zig builds (and caches) its libc for this CPU once.
+
+        The first time takes minutes with no output from zig, so it says so before and after
+        (flushed: doit shows the toolchain task's output as it comes)."""
         self.ensure_wrappers()
+        marker = self.warm_marker()
+        cold = not marker.exists()
+        if cold:
+            print(
+                f"toolchain: building zig's musl libc cache for {self.cpu} ({self.zig_target}) "
+                f"once per machine, in {self.cache_dir}; this takes a few minutes…",
+                flush=True,
+            )
+        started = time.monotonic()
         src = self.bindir / "warmup.c"
         src.write_text("int main(void) { return 0; }\n")
         result = subprocess.run(
@@ -175,6 +196,12 @@ class ZigToolchain:
                 f"the target compiler {self.tool('cc')} cannot build a trivial program: "
                 f"{result.stderr.strip()[-600:]}"
             )
+        seconds = time.monotonic() - started
+        if cold:
+            print(f"toolchain: zig's libc cache is ready after {seconds:.0f} s", flush=True)
+            # only the message depends on it: without it the next warm-up says "minutes" again
+            with contextlib.suppress(OSError):
+                marker.write_text(f"{self.zig_target} -mcpu={self.cpu}: built by fwbuild\n")
         return f"zig {self.zig_version()} for {self.zig_target} -mcpu={self.cpu}: ok"
 
 

@@ -1,10 +1,13 @@
-"""A missing cross toolchain is named, with how to install it, before any long build starts."""
+"""A missing cross toolchain is named, with how to install it, before any long build starts; the
+long first warm-up of zig's libc says what it is doing."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
-from support.doitrun import run_doit
+from support.doitrun import doit_env, run_doit
 from support.genpkgs import Dist, make_project
 from support.httpserver import FaultServer
 
@@ -39,3 +42,38 @@ def test_unknown_toolchain_name_is_a_board_error(
     assert run.returncode != 0
     assert "toolchain 'dsp' is not defined" in run.output and "[toolchains.dsp]" in run.output
     assert "Traceback" not in run.output
+
+
+def test_first_libc_warm_up_says_what_it_does_and_how_long_it_took(
+    tmp_path: Path, server: FaultServer, dist: Dist
+) -> None:
+    proj = make_project(tmp_path / "proj", dist, server.url)
+    # A zig cache this machine has not warmed up through fwbuild, with the machine's cache inside
+    # it (so zig itself has the libc already and the test takes seconds, not minutes).
+    machine = Path(os.environ.get("ZIG_GLOBAL_CACHE_DIR") or Path.home() / ".cache" / "zig")
+    cache = tmp_path / "zig-cache"
+    cache.mkdir()
+    for sub in ("b", "h", "o", "tmp", "z"):
+        (machine / sub).mkdir(parents=True, exist_ok=True)
+        (cache / sub).symlink_to(machine / sub)
+    env = doit_env(ZIG_GLOBAL_CACHE_DIR=str(cache))
+
+    first = run_doit(proj, "toolchain", env=env)
+    assert first.returncode == 0, first.output
+    lines = first.output.splitlines()
+    before = [i for i, line in enumerate(lines) if "building zig's musl libc cache" in line]
+    after = [
+        i for i, line in enumerate(lines) if re.search(r"libc cache is ready after \d+ s", line)
+    ]
+    assert len(before) == 1 and len(after) == 1, first.output
+    assert before[0] < after[0]
+    assert "i586" in lines[before[0]] and "once per machine" in lines[before[0]]
+    assert "a few minutes" in lines[before[0]] and str(cache) in lines[before[0]]
+
+    # another build directory on the same machine: the cache is warm, nothing to announce
+    env["FWBUILD_BUILD_DIR"] = str(tmp_path / "build2")
+    second = run_doit(proj, "toolchain", env=env)
+    assert second.returncode == 0, second.output
+    assert "toolchain" in second.ran  # it did run (a new build directory has no stamp)
+    assert "libc cache" not in second.output, second.output
+    assert "-mcpu=i586: ok" in second.output
