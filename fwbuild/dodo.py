@@ -1,12 +1,26 @@
-"""What a project's ``dodo.py`` calls: one line turns a board file into doit's tasks."""
+"""What a project's ``dodo.py`` calls: one line turns a board file into doit's tasks.
+
+Before any task exists, the directories the build writes are checked (:func:`check_directories`):
+a build directory whose path has whitespace, or a build, rootfs or output directory that is
+read-only or on a full disk, is refused with what to do, instead of failing minutes later (or
+with a traceback) in the middle of a package. doit's own record of the run is written so that a
+disk filling up mid-build neither ends in a traceback nor leaves that record unreadable
+(:func:`careful_dep_file`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fwbuild.errors import BuildError
+from fwbuild.errors import BuildError, ConfigError
+from fwbuild.steps import LOW_SPACE, free_bytes, storage_error
+
+if TYPE_CHECKING:
+    from fwbuild.config import Paths
 
 
 def load(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
@@ -14,12 +28,99 @@ def load(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
 
     ``project_dir`` holds recipes/, patches/ and configs/ (default: the board file's grandparent).
     """
-    from fwbuild.tasks import doit_config, make_tasks
+    from fwbuild.tasks import doit_config, make_tasks, project_for, project_key
 
+    careful_dep_file()
     try:
         tasks: dict[str, Any] = make_tasks(board_file, project_dir)
+        check_directories(project_for(project_key(board_file, project_dir)).board.paths)
         tasks["DOIT_CONFIG"] = doit_config(board_file, project_dir)
     except BuildError as exc:
         print(f"fwbuild: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as exc:  # e.g. the build directory cannot be made
+        error = storage_error(exc) or ConfigError(
+            f"cannot prepare {os.fsdecode(exc.filename or '')}: {exc.strerror}; check that the "
+            "build, rootfs and output directories (FWBUILD_BUILD_DIR, ROOTFS_DIR, "
+            "FWBUILD_OUTPUT_DIR) can be written by this user"
+        )
+        print(f"fwbuild: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     return tasks
+
+
+def check_directories(paths: Paths) -> None:
+    """Refuse directories the build cannot work in, naming the setting that moves each one."""
+    if any(c.isspace() for c in str(paths.build)):
+        raise ConfigError(
+            f"the build directory {paths.build} has whitespace in its path, and the packages' "
+            "make-based build systems (2005-era Makefiles and configure scripts) cannot build "
+            "there. Set FWBUILD_BUILD_DIR to a directory whose path has no spaces (for example "
+            "FWBUILD_BUILD_DIR=$HOME/siso-build) and run again; the project itself may stay where "
+            "it is."
+        )
+    for directory, what, setting, replaced in (
+        (paths.build, "build directory", "FWBUILD_BUILD_DIR", False),
+        (paths.rootfs, "rootfs directory", "ROOTFS_DIR", True),
+        (paths.output, "output directory", "FWBUILD_OUTPUT_DIR", True),
+    ):
+        # What must be writable: the directory itself and, for a tree replaced whole by a rename
+        # beside it, the directory it is in.
+        for path in [directory, directory.parent] if replaced else [directory]:
+            existing = path
+            while not os.path.lexists(existing) and existing != existing.parent:
+                existing = existing.parent
+            if not existing.is_dir():
+                raise ConfigError(
+                    f"the {what} {directory} cannot be made: {existing} is not a directory. "
+                    f"Set {setting} to a directory (or a path where one can be made)."
+                )
+            if not os.access(existing, os.W_OK | os.X_OK):
+                readonly = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+                why = "is on a read-only file system" if readonly else "is not writable by you"
+                raise ConfigError(
+                    f"the {what} {directory} cannot be written: {existing} {why}. Set {setting} "
+                    "to a writable directory and run again."
+                )
+            free = free_bytes(existing)
+            if free is not None and free < LOW_SPACE:
+                raise ConfigError(
+                    f"the {what} {directory} cannot be written: the file system holding "
+                    f"{existing} is full ({free} bytes free). Make space there, or set {setting} "
+                    "to a directory on a larger disk, and run again."
+                )
+
+
+def careful_dep_file() -> None:
+    """Make doit write its dependency file (``build/.doit.db``) beside and rename it.
+
+    doit rewrites it in place when a run ends: on a disk that filled up during the build that
+    truncates it, the run ends in a traceback after the build's own message, and the next run
+    fails to read it. Written beside and renamed, a failed write leaves the previous record;
+    the stamps decide what is up to date anyway, so the message says that nothing is lost.
+    """
+    from doit.dependency import JsonDB
+
+    if getattr(JsonDB.dump, "fwbuild", False):
+        return
+
+    def dump(self: JsonDB) -> None:
+        tmp = f"{self.name}.tmp"
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(self.codec.encode(self._db))
+            os.replace(tmp, self.name)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            error = storage_error(exc, Path(self.name))
+            if error is None:
+                raise
+            print(
+                f"fwbuild: doit's record of this run ({self.name}) was not saved, which loses "
+                f"nothing (the build's stamps decide what runs next time): {error}",
+                file=sys.stderr,
+            )
+
+    dump.fwbuild = True  # type: ignore[attr-defined]
+    JsonDB.dump = dump  # type: ignore[method-assign]

@@ -2,21 +2,24 @@
 
 Every command of a stage appends to ``<work>/logs/<stage>.log`` (the command line first, then its
 output). A failing command raises :class:`StepError` with the log's last lines and its path, which
-is what a person reading a CI log needs.
+is what a person reading a CI log needs. A full or read-only disk is said as such, naming the
+directory (:func:`storage_error`), never as a Python traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fwbuild.errors import StepError
+from fwbuild.errors import BuildError, StepError
 from fwbuild.recipe import describe
 
 if TYPE_CHECKING:
@@ -25,6 +28,20 @@ if TYPE_CHECKING:
 
 LOG_TAIL_LINES = 25
 COMMAND_TIME = "# fwbuild:"
+# Less free space than this where a command failed: say that the disk is (nearly) full.
+LOW_SPACE = 1 << 20
+
+# The state of a file system that makes every write there fail, whatever the build does.
+DISK_STATES = {
+    errno.ENOSPC: "is full",
+    errno.EDQUOT: "is over its disk quota",
+    errno.EROFS: "is read-only",
+}
+# Permission bits, which stop everyone but root: only where the failing call is known to write.
+_WRITE_STATES = {
+    errno.EACCES: "is not writable by this user",
+    errno.EPERM: "is not writable by this user",
+}
 
 # Only these host variables reach a build: a developer's CFLAGS or PKG_CONFIG_PATH must not leak in.
 _PASS_THROUGH = ("PATH", "HOME", "TERM", "LANG", "LC_ALL", "TMPDIR", "SOURCE_DATE_EPOCH", "TZ")
@@ -65,36 +82,42 @@ class Context:
             if subprocess.run(argv, cwd=where, env=full_env, check=False).returncode != 0:
                 raise StepError(f"`{describe(argv)}` failed", package=self.package.name)
             return
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            log.write(f"$ cd {where} && {describe(argv)}\n".encode())
-            log.flush()
-            started = time.monotonic()
-            try:
-                proc = subprocess.run(
-                    argv,
-                    cwd=where,
-                    env=full_env,
-                    input=input,
-                    stdin=None if input is not None else subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    check=False,
-                )
-            except FileNotFoundError:
-                raise StepError(
-                    f"cannot run {argv[0]!r} in {where}: no such program; install it or fix the "
-                    f"recipe {self.package.recipe_file}",
-                    package=self.package.name,
-                ) from None
-            # what the command itself cost: bench/ compares it with the whole build's time
-            seconds = time.monotonic() - started
-            log.write(f"{COMMAND_TIME} exit {proc.returncode} after {seconds:.3f} s\n".encode())
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.log_path.open("ab") as log:
+                log.write(f"$ cd {where} && {describe(argv)}\n".encode())
+                log.flush()
+                started = time.monotonic()
+                try:
+                    proc = subprocess.run(
+                        argv,
+                        cwd=where,
+                        env=full_env,
+                        input=input,
+                        stdin=None if input is not None else subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        check=False,
+                    )
+                except FileNotFoundError:
+                    raise StepError(
+                        f"cannot run {argv[0]!r} in {where}: no such program; install it or fix "
+                        f"the recipe {self.package.recipe_file}",
+                        package=self.package.name,
+                    ) from None
+                # what the command itself cost: bench/ compares it with the whole build's time
+                seconds = time.monotonic() - started
+                log.write(f"{COMMAND_TIME} exit {proc.returncode} after {seconds:.3f} s\n".encode())
+        except OSError as exc:
+            raise storage_error(exc, self.log_path, self.package.name) or exc from None
         if proc.returncode != 0:
+            # A command that ran out of space says so somewhere in its log, if the log itself
+            # could still be written; the file system's state says it for sure.
+            full = low_space_note(where)
             raise StepError(
                 f"`{describe(argv)}` failed with exit code {proc.returncode} in {where}.\n"
                 f"--- last lines of {self.log_path} ---\n{log_tail(self.log_path)}\n"
-                f"--- full log: {self.log_path}",
+                f"--- full log: {self.log_path}{full}",
                 package=self.package.name,
             )
 
@@ -105,9 +128,89 @@ class Context:
         """Copy ``src`` (relative to the source tree) to ``dest`` (relative to the staging root)."""
         source = self.srcdir / src
         target = self.staging / dest.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        target.chmod(mode)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            target.chmod(mode)
+        except OSError as exc:
+            raise storage_error(exc, target, self.package.name) or exc from None
+
+
+def storage_error(
+    exc: OSError,
+    path: Path | None = None,
+    package: str | None = None,
+    *,
+    writing: bool = True,
+    candidates: Iterable[Path] = (),
+) -> BuildError | None:
+    """The error to show for ``exc`` when it says a disk is full or read-only, else None.
+
+    It names the directory and the settings that move the build's trees, because a traceback
+    from deep inside a step says neither. ``writing``: the failed call was a write (so a
+    permission error means the directory is not writable). A failed ``write()`` names no file:
+    then the first of ``candidates`` (the build's directories) that is full or read-only is named.
+    """
+    state = DISK_STATES.get(exc.errno or 0) or (
+        _WRITE_STATES.get(exc.errno or 0) if writing else None
+    )
+    if state is None:
+        return None
+    target = path or (Path(os.fsdecode(exc.filename)) if exc.filename else None)
+    if target is None:
+        target = next((c for c in candidates if _in_state(c, exc.errno or 0)), None)
+    if target is None:
+        where = "a directory of the build"
+    else:
+        directory = target if target.is_dir() else target.parent
+        where = f"{directory} (writing {target})" if directory != target else str(directory)
+    return BuildError(
+        f"the file system holding {where} {state}: {exc.strerror}. "
+        + (
+            "Make space there and run the build again (finished stages are kept), or move the "
+            "build's trees to a larger disk with FWBUILD_BUILD_DIR, ROOTFS_DIR and "
+            "FWBUILD_OUTPUT_DIR."
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "Point FWBUILD_BUILD_DIR, ROOTFS_DIR or FWBUILD_OUTPUT_DIR (whichever holds "
+            "it) at a writable directory and run the build again."
+        ),
+        package=package,
+    )
+
+
+def _in_state(path: Path, code: int) -> bool:
+    """Whether the file system holding ``path`` is full (ENOSPC, EDQUOT) or read-only (EROFS)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if code == errno.EROFS:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    free = free_bytes(path)
+    return free is not None and free < LOW_SPACE
+
+
+def free_bytes(path: Path) -> int | None:
+    """Space a write under ``path`` may still use (root may use the blocks kept for root)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    if st.f_blocks == 0:  # a file system that does not count its space (/proc, some FUSE)
+        return None
+    blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return blocks * st.f_frsize
+
+
+def low_space_note(path: Path) -> str:
+    """A line for a failure's message when the file system holding ``path`` is (nearly) full."""
+    free = free_bytes(path)
+    if free is None or free >= LOW_SPACE:
+        return ""
+    return (
+        f"\n--- the file system holding {path} is full ({free} bytes free): make space there "
+        "or move the build to a larger disk with FWBUILD_BUILD_DIR, and run the build again"
+    )
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -55,6 +55,16 @@ def _guarded(func: Callable[[], Any]) -> Any:
         return TaskFailed(str(exc))
     except KeyboardInterrupt:
         raise
+    except OSError as exc:
+        # A disk that fills up or turns read-only under any stage: named, not a traceback.
+        from fwbuild.steps import storage_error
+
+        trees = [p.board.paths for p in _PROJECTS.values()]
+        where = [d for t in trees for d in (t.build, t.rootfs, t.output)]
+        error = storage_error(exc, writing=False, candidates=where)
+        if error is None:
+            raise
+        return TaskFailed(str(error))
     return None
 
 

@@ -90,7 +90,7 @@ def real_board_tasks(tmp: str) -> frozenset[str]:
         FWBUILD_DL_DIR=f"{tmp}/dl",
         FWBUILD_OUTPUT_DIR=f"{tmp}/output",
         FWBUILD_PKI_DIR=f"{tmp}/pki",
-        FWBUILD_SECRETS=f"{tmp}/secrets.toml",
+        FWBUILD_SECRETS=f"{tmp}/secrets/secrets.toml",  # its directory is its own
         ROOTFS_DIR=f"{tmp}/rootfs",
     )
     listing = run_doit(REPO, "list", "--all", env=env)
