@@ -23,8 +23,16 @@ What this module does instead:
   nothing in the tree changes unless every hunk of every patch applies.
 * Files are then written through a temporary file in the same directory and ``os.replace``; if a
   write fails, what was already written is restored from memory.
-* Target names are refused when they are absolute, contain ``..`` or resolve (through a symlinked
-  file or directory) outside the tree; a symlink is never patched in place, like GNU patch.
+* Target names are refused when they are absolute or contain ``..``. Symbolic links on the way
+  are resolved one component at a time, on disk and as the series has left them (not with
+  ``os.path.realpath``, which gives up past PATH_MAX): a symlinked directory is followed only
+  while it stays inside the tree, and a file that is itself a link is never patched or written
+  through, like GNU patch. The refusal names the patch and the path.
+* A git patch's new symbolic link (``new file mode 120000``, the target as the content) becomes
+  a symbolic link, as with GNU patch, but only when its target stays inside the tree: not
+  absolute, not above the top, no ``..`` after a directory name (which could mean something
+  else through a later link), and not through a link leading out. Changing or deleting a link
+  is refused by name.
 """
 
 from __future__ import annotations
@@ -35,10 +43,11 @@ import gzip
 import io
 import os
 import re
+import secrets
 import stat
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +59,7 @@ from fwbuild.errors import PatchError
 __all__ = ["PatchFile", "apply_series"]
 
 _NEW_FILE_MODE = 0o644
+_MAX_LINK_HOPS = 40  # like the kernel's limit on symbolic links followed in one lookup
 
 _HUNK_RE = re.compile(rb"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 # Markers of content this module does not handle; a hunk line never starts with these words.
@@ -62,6 +72,12 @@ _UNSUPPORTED_HEADERS = (
     (b"old mode ", "a file mode change"),
     (b"new mode ", "a file mode change"),
 )
+# git's extended headers that give a file's mode; 120000 is a symbolic link, whose content in
+# the diff is its target.
+_GIT_MODE_RE = re.compile(
+    rb"^(?:new file mode|deleted file mode|index [0-9a-f]+\.\.[0-9a-f]+) (\d+)\r?$"
+)
+_SYMLINK_MODE = b"120000"
 _ISO_TS_RE = re.compile(
     rb"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:\s*([+-])(\d\d):?(\d\d))?"
 )
@@ -122,6 +138,7 @@ class _Section:
     deletes: bool
     hunks: list[_Hunk]
     display: str  # the name as written in the patch, for messages
+    symlink: bool = False  # git mode 120000: the "content" is the target of a symbolic link
 
 
 def _read_patch(pf: PatchFile, package: str) -> bytes:
@@ -311,6 +328,7 @@ def _parse_patch(pf: PatchFile, package: str) -> list[_Section]:
     n = len(lines)
     i = 0
     pending_git: int | None = None  # a "diff --git" header that has not reached its ---/+++
+    git_mode: bytes | None = None  # the file mode its extended header gives (120000: a symlink)
     sections: list[_Section] = []
 
     def inconsistent(where: int) -> PatchError:
@@ -321,7 +339,7 @@ def _parse_patch(pf: PatchFile, package: str) -> list[_Section]:
         )
 
     def header_line(idx: int) -> None:
-        nonlocal pending_git
+        nonlocal pending_git, git_mode
         line = lines[idx]
         for prefix, what in _UNSUPPORTED_HEADERS:
             if line.startswith(prefix):
@@ -335,6 +353,11 @@ def _parse_patch(pf: PatchFile, package: str) -> list[_Section]:
             if pending_git is not None:
                 metadata_only(pending_git)
             pending_git = idx
+            git_mode = None
+        elif pending_git is not None:
+            m = _GIT_MODE_RE.match(line)
+            if m:
+                git_mode = m.group(1)
 
     def metadata_only(idx: int) -> None:
         raise PatchError(
@@ -353,6 +376,8 @@ def _parse_patch(pf: PatchFile, package: str) -> list[_Section]:
             header_line(i)
             i += 1
         pending_git = None
+        symlink = git_mode == _SYMLINK_MODE
+        git_mode = None
         start = i
         # A section whose headers end in CRLF went through a DOS conversion: like GNU patch
         # ("Stripping trailing CRs from patch"), drop the CR from each of its lines.
@@ -377,7 +402,7 @@ def _parse_patch(pf: PatchFile, package: str) -> list[_Section]:
         if not hunks:
             raise inconsistent(start)
         sections.append(
-            _make_section(pf, package, start + 1, old_raw, old_ts, new_raw, new_ts, hunks)
+            _make_section(pf, package, start + 1, old_raw, old_ts, new_raw, new_ts, hunks, symlink)
         )
     while i < n:
         header_line(i)
@@ -396,6 +421,7 @@ def _make_section(
     new_raw: bytes,
     new_ts: bytes,
     hunks: list[_Hunk],
+    symlink: bool = False,
 ) -> _Section:
     old_null = old_raw == b"/dev/null"
     new_null = new_raw == b"/dev/null"
@@ -427,7 +453,7 @@ def _make_section(
     for name in (old_name, new_name):
         if name is not None:
             _check_name(pf, package, patch_line, name)
-    return _Section(patch_line, old_name, new_name, creates, deletes, hunks, display)
+    return _Section(patch_line, old_name, new_name, creates, deletes, hunks, display, symlink)
 
 
 def _check_name(pf: PatchFile, package: str, patch_line: int, name: bytes) -> None:
@@ -559,6 +585,7 @@ class _File:
     mode: int  # permission bits before the series
     lines: list[bytes] | None  # current content; None while the file does not exist
     recreated: bool = False  # deleted and created again by the series: gets a new file's mode
+    link: bytes | None = None  # the series made it a symbolic link to this target
 
 
 class _Tree:
@@ -583,44 +610,106 @@ class _Tree:
         self._resolved: dict[bytes, str] = {}
 
     def resolve(self, name: bytes, pf: PatchFile, section: _Section) -> str:
-        """Canonical relative path for a stripped name; refuse anything leaving the tree."""
+        """Canonical relative path for a stripped name; refuse anything leaving the tree.
+
+        Symbolic links on the way (on disk, or made earlier in the series) are resolved one
+        component at a time, the way the kernel would, instead of with os.path.realpath, which
+        gives up past PATH_MAX: a directory link is followed only while it stays inside the tree,
+        and the named file itself must not be a link.
+        """
         rel = self._resolved.get(name)
         if rel is not None:
             return rel
         parts = [p for p in os.fsdecode(name).split("/") if p not in ("", ".")]
         shown = "/".join(parts) or os.fsdecode(name)
+        where = f"patch {pf.path} line {section.patch_line}"
         if not parts:
             raise PatchError(
-                f"patch {pf.path} line {section.patch_line} names '{shown}', which is not a file "
-                "in the tree. Fix the file names in the patch or its strip level.",
+                f"{where} names '{shown}', which is not a file in the tree. Fix the file names "
+                "in the patch or its strip level.",
                 package=self.package,
             )
-        candidate = self.root.joinpath(*parts)
-        real = os.path.realpath(candidate)
-        rel_real = os.path.relpath(real, self.root)
-        if rel_real == os.curdir:
+        self._walk(parts, where, shown, follow_last=True)  # a link out is refused as such
+        canonical = self._walk(parts, where, shown, follow_last=False)
+        if not canonical:
             raise PatchError(
-                f"patch {pf.path} line {section.patch_line} targets {shown}, which resolves to "
-                "the top of the source tree, not a file. Fix the file names in the patch.",
+                f"{where} targets {shown}, which resolves to the top of the source tree, not a "
+                "file. Fix the file names in the patch.",
                 package=self.package,
             )
-        if rel_real == os.pardir or rel_real.startswith(os.pardir + os.sep):
+        if self._link_at(canonical, where) is not None:
             raise PatchError(
-                f"patch {pf.path} line {section.patch_line} targets {shown}, which resolves "
-                f"through a symbolic link to {real}, outside the source tree {self.root}; "
-                "refusing to write there. Remove the symlink from the tree or fix the patch.",
+                f"{where} targets {shown}, which is a symbolic link; refusing to patch it (GNU "
+                "patch refuses too) or to write through it. Patch the file it points to instead.",
                 package=self.package,
             )
-        if os.path.islink(candidate):
-            raise PatchError(
-                f"patch {pf.path} line {section.patch_line} targets {shown}, which is a symbolic "
-                "link; refusing to patch it (GNU patch refuses too). Patch the file it points to "
-                "instead.",
-                package=self.package,
-            )
-        rel = Path(rel_real).as_posix()
+        rel = "/".join(canonical)
         self._resolved[name] = rel
         return rel
+
+    def _walk(self, parts: list[str], where: str, shown: str, *, follow_last: bool) -> list[str]:
+        """Resolve ``parts`` (relative to the root) through symbolic links, component by
+        component; the result names no link except, without ``follow_last``, its last part.
+        Raises PatchError when a link or '..' leads out of the tree."""
+        done: list[str] = []
+        todo = list(parts)
+        hops = 0
+        via = "'..'"  # the last link followed, for the message
+        while todo:
+            part = todo.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not done:
+                    raise self._outside(where, shown, via)
+                done.pop()
+                continue
+            target = self._link_at([*done, part], where)
+            if target is None or (not todo and not follow_last):
+                done.append(part)
+                continue
+            hops += 1
+            link = "/".join([*done, part])
+            if hops > _MAX_LINK_HOPS:
+                raise PatchError(
+                    f"{where} targets {shown}, whose symbolic links ({link} and others) loop or "
+                    f"chain more than {_MAX_LINK_HOPS} times. Fix the links in the tree.",
+                    package=self.package,
+                )
+            via = f"{link} -> {target}"
+            if target.startswith("/"):
+                raise self._outside(where, shown, via)
+            todo = target.split("/") + todo
+        return done
+
+    def _outside(self, where: str, shown: str, how: str) -> PatchError:
+        return PatchError(
+            f"{where} targets {shown}, which resolves through a symbolic link ({how}) to a place "
+            f"outside the source tree {self.root}; refusing to write there. Remove the symlink "
+            "from the tree or fix the patch.",
+            package=self.package,
+        )
+
+    def _link_at(self, parts: list[str], where: str) -> str | None:
+        """The target of the symbolic link at ``parts`` as the series has left it, or None."""
+        f = self.files.get("/".join(parts))
+        if f is not None:  # seen by the series: a regular file, a link it made, or nothing
+            return None if f.link is None else os.fsdecode(f.link)
+        path = self.root.joinpath(*parts)
+        try:
+            st = os.lstat(path)
+            return os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            shown = "/".join(parts)
+            if len(shown) > 200:  # a chain of links past PATH_MAX: keep the message readable
+                shown = f"{shown[:80]}...{shown[-80:]}"
+            raise PatchError(
+                f"{where}: cannot look at {shown} in {self.root}: {exc.strerror or exc}; "
+                "refusing to write there. Check the source tree and its symbolic links.",
+                package=self.package,
+            ) from exc
 
     def get(self, rel: str, pf: PatchFile, section: _Section) -> _File:
         f = self.files.get(rel)
@@ -651,7 +740,55 @@ class _Tree:
     def exists(self, name: bytes | None, pf: PatchFile, section: _Section) -> bool:
         if name is None:
             return False
-        return self.get(self.resolve(name, pf, section), pf, section).lines is not None
+        f = self.get(self.resolve(name, pf, section), pf, section)
+        return f.lines is not None or f.link is not None
+
+    def check_link(self, rel: str, target: bytes, where: str) -> None:
+        """Refuse a symbolic link at ``rel`` (canonical) to ``target`` that could lead out of the
+        tree, now or after a later link of the series: like the unpacker, a target may only go
+        up ('..') first, not beyond the top, then down, and what it reaches must be inside."""
+        text = os.fsdecode(target)
+        shown = f"{rel} -> {text}"
+        if not text or "\n" in text or "\0" in text:
+            raise PatchError(
+                f"{where} makes {rel} a symbolic link to {text!r}, which is not a valid link "
+                "target (empty, or several lines). Repair or regenerate the patch.",
+                package=self.package,
+            )
+        if text.startswith("/"):
+            raise PatchError(
+                f"{where} makes {rel} a symbolic link to the absolute path {text}, outside the "
+                "source tree; refusing to create it. Make the link relative and inside the tree.",
+                package=self.package,
+            )
+        parts = [p for p in text.split("/") if p not in ("", ".")]
+        ups = 0
+        while ups < len(parts) and parts[ups] == "..":
+            ups += 1
+        base = rel.split("/")[:-1]
+        if ups > len(base):
+            raise PatchError(
+                f"{where} makes {rel} a symbolic link to {text}, which points outside the source "
+                "tree; refusing to create it. Make the link point inside the tree.",
+                package=self.package,
+            )
+        if ".." in parts[ups:]:
+            raise PatchError(
+                f"{where} makes {rel} a symbolic link to {text}, which goes up ('..') after "
+                "going down into a directory: if that directory is or becomes a symbolic link, "
+                "'..' leads elsewhere than the name suggests, possibly outside the tree, so such "
+                "links are refused. Write the target as a plain path ('../dir/file').",
+                package=self.package,
+            )
+        self._walk(base + parts, where, shown, follow_last=True)
+        inside = rel + "/"
+        for other, f in self.files.items():
+            if other.startswith(inside) and (f.lines is not None or f.link is not None):
+                raise PatchError(
+                    f"{where} makes {rel} a symbolic link, but the series has put {other} in a "
+                    "directory of that name. Fix the order or the names in the patches.",
+                    package=self.package,
+                )
 
     def _io_error(self, pf: PatchFile, section: _Section, rel: str, exc: OSError) -> PatchError:
         return PatchError(
@@ -679,13 +816,28 @@ def _apply_section(tree: _Tree, pf: PatchFile, s: _Section) -> str:
             "the right strip level for this patch.",
             package=pkg,
         )
+    where = f"patch {pf.path} line {s.patch_line}"
+    if s.symlink and not s.creates:
+        raise PatchError(
+            f"{where} {'deletes' if s.deletes else 'changes'} the symbolic link "
+            f"{os.fsdecode(name)} "
+            "(git mode 120000), which is not supported; only new links can be made. Do it in "
+            "the recipe's post_patch step, or drop it from the patch.",
+            package=pkg,
+        )
     rel = tree.resolve(name, pf, s)
     f = tree.get(rel, pf, s)
-    where = f"patch {pf.path} line {s.patch_line}"
+    if f.link is not None and not s.creates:
+        raise PatchError(
+            f"{where} {'deletes' if s.deletes else 'modifies'} {rel}, which an earlier patch of "
+            "the series made a symbolic link; refusing to patch it or to write through it. "
+            "Patch the file it points to instead.",
+            package=pkg,
+        )
     if s.creates:
         content = s.hunks[0].new
-        if f.lines is not None:
-            already = f.lines == content
+        if f.lines is not None or f.link is not None:
+            already = f.lines == content or f.link == b"".join(content)
             raise PatchError(
                 f"{where} creates {rel}, which already exists"
                 + (
@@ -698,6 +850,10 @@ def _apply_section(tree: _Tree, pf: PatchFile, s: _Section) -> str:
             )
         if f.orig is not None:
             f.recreated = True
+        if s.symlink:  # git's "new file mode 120000": the content is the link's target
+            tree.check_link(rel, b"".join(content), where)
+            f.link = b"".join(content)
+            return rel
         f.lines = list(content)
         return rel
     if f.lines is None:
@@ -755,10 +911,48 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
         raise
 
 
+def _make_parents(root: Path, path: Path) -> Iterator[Path]:
+    """Make the missing directories above ``path``, yielding each as soon as it exists (so the
+    journal has it even if the next mkdir fails). Every one is a real directory, not a link:
+    names were resolved through links before."""
+    missing: list[Path] = []
+    parent = path.parent
+    while parent != root and not os.path.lexists(parent):
+        missing.append(parent)
+        parent = parent.parent
+    for d in reversed(missing):
+        os.mkdir(d)
+        yield d
+
+
+def _atomic_symlink(path: Path, target: bytes) -> None:
+    """Make ``path`` a symbolic link to ``target``: made under a temporary name, then renamed
+    over the path (which replaces a regular file, never writes through a link)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.fwpatch")
+        try:
+            os.symlink(os.fsdecode(target), tmp)
+            break
+        except FileExistsError:
+            continue
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _commit(root: Path, files: list[_File], package: str) -> None:
     journal: list[tuple[str, Any]] = []
     try:
         for f in files:
+            if f.link is not None:
+                for d in _make_parents(root, f.path):
+                    journal.append(("mkdir", d))
+                _atomic_symlink(f.path, f.link)
+                journal.append(("write", f))
+                continue
             data = None if f.lines is None else b"".join(f.lines)
             if data == f.orig and not (f.recreated and data is not None):
                 continue
@@ -775,13 +969,7 @@ def _commit(root: Path, files: list[_File], package: str) -> None:
                     parent = parent.parent
                 continue
             if f.orig is None:
-                missing: list[Path] = []
-                parent = f.path.parent
-                while parent != root and not os.path.isdir(parent):
-                    missing.append(parent)
-                    parent = parent.parent
-                for d in reversed(missing):
-                    os.mkdir(d)
+                for d in _make_parents(root, f.path):
                     journal.append(("mkdir", d))
             mode = _NEW_FILE_MODE if f.orig is None or f.recreated else f.mode
             _atomic_write(f.path, data, mode)
@@ -829,7 +1017,8 @@ def apply_series(tree: Path, patches: Sequence[PatchFile], *, package: str) -> l
     Every patch is parsed and every hunk located before anything is written; a later patch sees
     the result of the earlier ones. Raises PatchError (tree unchanged) when a patch cannot be
     parsed, a hunk does not match exactly, a patch is already applied, a file to create exists,
-    or a name is absolute, contains '..' or leads out of the tree through a symlink.
+    a name is absolute, contains '..' or leads out of the tree through a symlink, a patched file
+    is a symlink, or a new symlink would point outside the tree.
     """
     state = _Tree(Path(tree), package)
     touched: dict[str, None] = {}

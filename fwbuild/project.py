@@ -17,16 +17,17 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from fwbuild.config import Board, load_board
+from fwbuild.config import Board, load_board, validation_key
 from fwbuild.errors import ConfigError
 from fwbuild.overrides import Overrides, load_overrides, tree_fingerprint
 from fwbuild.pins import Pins
-from fwbuild.recipe import Package, Source
+from fwbuild.recipe import DIGEST_LENGTHS, Package, Source
 from fwbuild.toolchain import GccToolchain, NoToolchain, Toolchain, ZigToolchain
 
 STAGES = ("fetch", "patch", "configure", "build", "install")
@@ -77,6 +78,7 @@ def load_recipe(recipes_dir: Path, name: str, board: Board, patches_dir: Path) -
     cls = classes[0]
     if not isinstance(getattr(cls, "version", None), str):
         raise ConfigError(f"recipe {file}: {cls.__name__}.version must be a string")
+    _check_declarations(cls, file, board)
     own = patches_dir / name / cls.version
     own_patches = tuple(
         sorted(p for p in own.glob("*.patch*") if p.suffix in {".patch", ".gz"})
@@ -84,6 +86,67 @@ def load_recipe(recipes_dir: Path, name: str, board: Board, patches_dir: Path) -
         else ()
     )
     return cls(board=board, recipe_file=file, own_patches=own_patches)
+
+
+def _check_declarations(cls: type[Package], file: Path, board: Board) -> None:
+    """What a recipe declares, checked when it loads: digests are whole hex digests, ``when=``
+    conditions are well formed and name variants the board sets (else the first task to ask
+    fails deep inside doit)."""
+    for decl in [*cls.sources, *cls.patches]:
+        for algo, length in DIGEST_LENGTHS.items():
+            value = getattr(decl, algo)
+            if value is None:
+                continue
+            if (
+                not isinstance(value, str)
+                or len(value) != length
+                or value.strip("0123456789abcdefABCDEF")
+            ):
+                shown = value if isinstance(value, str) else type(value).__name__
+                raise ConfigError(
+                    f"recipe {file}: {decl.filename}: {algo} {shown!r} is not a {algo} digest "
+                    f"({length} hex digits); copy the whole digest from `{algo}sum` or the "
+                    "upstream's published checksums",
+                    package=cls.name,
+                )
+        for term in (decl.when or "").split():
+            if term[:1] not in "+~" or len(term) < 2:
+                raise ConfigError(
+                    f"recipe {file}: {decl.filename}: when={decl.when!r}: {term!r} is not of the "
+                    "form +variant or ~variant",
+                    package=cls.name,
+                )
+    declared = set(cls.variants)
+    for decl in [*cls.sources, *cls.patches]:
+        declared.update(term[1:] for term in (decl.when or "").split())
+    missing = sorted(declared - set(board.variants))
+    if missing:
+        known = ", ".join(sorted(board.variants)) or "none"
+        raise ConfigError(
+            f"recipe {file} uses variant(s) {', '.join(missing)} (in variants = (...) or a "
+            f"when= condition), which {board.file} does not set in [variants] (it sets: "
+            f"{known}); add `{missing[0]} = true` or `false` to [variants], or fix the "
+            "recipe's spelling",
+            package=cls.name,
+        )
+    if not isinstance(cls.settings, Mapping) or not all(
+        isinstance(k, str) and ((isinstance(v, str) and ":" in v) or isinstance(v, type))
+        for k, v in cls.settings.items()
+    ):
+        raise ConfigError(
+            f'recipe {file}: settings must map a section name to a model: {{"vpn": Model}} or '
+            '{"vpn": "module:Model"} (a module beside the recipes)',
+            package=cls.name,
+        )
+
+
+def _source_digest(ref: Any, recipes_dir: Path) -> str:
+    """The code behind a settings model: its module's file, without importing it."""
+    if isinstance(ref, str):
+        path = recipes_dir / (ref.partition(":")[0].replace(".", "/") + ".py")
+    else:
+        path = Path(inspect.getfile(ref))
+    return file_sha256(path) if path.is_file() else str(ref)
 
 
 @dataclass
@@ -99,11 +162,61 @@ class Project:
         board = load_board(board_file, project_dir)
         project = cls(
             board=board,
-            overrides=load_overrides(board.overrides_file),
+            overrides=load_overrides(board.overrides_file, board.checked),
             pins=Pins.load(board.paths.pins),
         )
         project._load_packages()
         return project
+
+    # --- the board's schema ---------------------------------------------------------------------
+    def section_models(self) -> dict[str, Any]:
+        """The sections the loaded recipes declare, resolved to their pydantic models."""
+        from fwbuild.schema import resolve_model
+
+        found: dict[str, Any] = {}
+        for name, ref in self.board.section_models.items():
+            try:
+                found[name] = resolve_model(ref, self.board.paths.recipes)
+            except Exception as exc:  # a broken model must say which recipe declares it
+                who = [str(p.recipe_file) for p in self.packages.values() if name in p.settings]
+                raise ConfigError(
+                    f"the model {ref!r} for [{name}] (declared by {', '.join(who)}) cannot be "
+                    f"loaded: {type(exc).__name__}: {exc}"
+                ) from exc
+        return found
+
+    def _check_board(self) -> None:
+        """Every section of the board against the engine's and the recipes' models, unless these
+        very contents (with this very schema code) passed before."""
+        board, recipes_dir = self.board, self.board.paths.recipes
+        owners: dict[str, Package] = {}
+        for pkg in self.packages.values():
+            for section, ref in pkg.settings.items():
+                first = owners.setdefault(section, pkg)
+                if first.settings[section] != ref:
+                    raise ConfigError(
+                        f"recipes {first.recipe_file} and {pkg.recipe_file} declare [{section}] "
+                        f"with different models ({first.settings[section]!r}, {ref!r}); "
+                        "share one model"
+                    )
+                board.section_models[section] = ref
+        helpers = sorted(recipes_dir.glob("_*.py")) if recipes_dir.is_dir() else []
+        key = validation_key(
+            "board",
+            board.engine_key,
+            sorted(
+                [s, str(ref), _source_digest(ref, recipes_dir)]
+                for s, ref in board.section_models.items()
+            ),
+            [[p.name, file_sha256(p)] for p in helpers],
+        )
+        if key not in board.checked:
+            from fwbuild.schema import validate_board
+
+            board.typed.update(validate_board(board, self.section_models()))
+        board.remember_checked(
+            board.engine_key, key, *([self.overrides.key] if self.overrides.key else [])
+        )
 
     # --- recipes ---------------------------------------------------------------------------
     def _load_packages(self) -> None:
@@ -131,6 +244,7 @@ class Project:
 
         for name in self.board.packages:
             visit(name, None)
+        self._check_board()
         used = set().union(*(p.used_variants() for p in self.packages.values()))
         unused = sorted(set(self.board.variants) - used)
         if unused:

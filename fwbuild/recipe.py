@@ -34,7 +34,10 @@ if TYPE_CHECKING:
     from fwbuild.config import Board
     from fwbuild.steps import Context
 
-DIGEST_ALGOS = ("sha256", "sha512", "sha1", "md5")
+# Hex digits of each digest a recipe, a pin or an override may give; a shorter one is refused
+# when the recipe loads (a 4-digit "sha256" would never match, and cost a download per mirror).
+DIGEST_LENGTHS = {"sha256": 64, "sha512": 128, "sha1": 40, "md5": 32}
+DIGEST_ALGOS = tuple(DIGEST_LENGTHS)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,11 @@ class Package:
     board_files: ClassVar[tuple[str, ...]] = ()
     # Sections of the board file (``[vpn]`` …) the steps read: their values join the stamps.
     board_sections: ClassVar[tuple[str, ...]] = ()
+    # The schema of the board sections this recipe reads: ``section -> pydantic model``, or
+    # ``"module:Model"`` for a module beside the recipes (imported only when the board changed, so
+    # a no-op build does not pay for pydantic). A section no recipe (and not the engine) declares
+    # is an error; ``self.board.settings("vpn")`` gives the section validated and typed.
+    settings: ClassVar[Mapping[str, object]] = {}
     # True when the install stage depends on things outside the build that its own steps may
     # create or change (a PKI directory, a secrets file): ``runtime_inputs`` is then evaluated
     # when doit asks, not once at start-up.

@@ -266,7 +266,9 @@ class BuildReporter(ConsoleReporter):
         counts = {k: sum(r.result == k for r in records) for k in ("ran", "failed", "up-to-date")}
         total = round(time.monotonic() - self.t0, 3)
         where = ""
-        if self.project is not None:
+        if self.project is not None and _only_pictures(records):
+            where = f" (drawing is not a build: {report_path(self.project)} is kept)"
+        elif self.project is not None:
             path = report_path(self.project)
             data = {
                 "board": self.project.board.name,
@@ -310,6 +312,36 @@ class BuildReporter(ConsoleReporter):
                     )
                 else:
                     self.write(f"FAILED {r.task}{package}: {error}\n")
+
+
+def _only_pictures(records: list[TaskRecord]) -> bool:
+    """Whether only picture tasks (fwbuild.graphs) ran: they keep the last build's report, which
+    is what ``doit graph-build`` draws."""
+    from fwbuild.graphs import PICTURE_TASKS
+
+    worked = [
+        r.task.partition(":")[0].lstrip("_") for r in records if r.result in {"ran", "failed"}
+    ]
+    return bool(worked) and all(t in PICTURE_TASKS for t in worked)
+
+
+def _lock_build(project_key: str | None) -> None:
+    """One build per build directory (fwbuild.lock): doit makes the reporter in its main process
+    only for commands that run tasks, before the first task, so this is where the lock is taken;
+    ``doit list`` and ``doit info`` never wait behind a running build."""
+    if not project_key:
+        return
+    import sys
+
+    from fwbuild.errors import BuildError
+    from fwbuild.lock import lock_build_dir
+    from fwbuild.tasks import project_for
+
+    try:
+        lock_build_dir(project_for(project_key).board.paths.build)
+    except BuildError as exc:
+        print(f"fwbuild: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def build_reporter(project_key: str) -> type[BuildReporter]:

@@ -30,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from fwbuild import sizes
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.project import Project, stamp_matches, write_stamp
 from fwbuild.recipe import expand_target_files
@@ -132,6 +133,7 @@ def rootfs_uptodate(project: Project) -> bool:
         paths.rootfs.is_dir()
         and paths.output.is_dir()
         and stamp_matches(project.rootfs_stamp, project.rootfs_key)
+        and sizes.budget_holds(project)  # a lowered budget checks the image again
     )
 
 
@@ -247,6 +249,7 @@ def assemble(project: Project) -> list[Entry]:
                 on_disk.chmod(entry.mode)
             if entry.type in {"f", "d", "l"}:
                 os.utime(on_disk, (epoch, epoch), follow_symlinks=False)
+        sizes.check_rootfs(project, entries.values())  # the flash budget, before any swap
     except BaseException:
         remove_tree(tmp)
         raise
@@ -304,6 +307,7 @@ def write_outputs(project: Project, manifest: list[Entry]) -> None:
             for image in ("rootfs.tar", "rootfs.cpio.gz", "rootfs.ext2"):
                 if (tmp / image).exists():
                     (tmp / image).chmod(0o600)
+        sizes.check_images(project, manifest, tmp)  # the initramfs budget, before the swap
         shutil.copyfile(manifest_path(project), tmp / "manifest.json")
         names.append("manifest.json")
         names.append(write_sbom(project, tmp))  # describes the files above (fwbuild.sbom)

@@ -147,8 +147,8 @@ class _Layout:
             raise _Refused(
                 name,
                 f"is a link to {target!r}, which goes up ('..') after going down into a "
-                "directory: through a symlinked directory that is not where the name suggests, "
-                "so links that do so are refused",
+                "directory: if that directory is or becomes a symbolic link, '..' leads "
+                "elsewhere than the name suggests, possibly outside the tree",
             )
         base = path[:-1]
         if ups > len(base):

@@ -10,7 +10,7 @@ a text file of import steps; they never enter the image.
 import hashlib
 import sys
 
-from _vpn import load_passwords, pki_path, secrets_path, vpn_settings
+from _vpn import SETTINGS, load_passwords, pki_path, secrets_path, vpn_settings
 
 from fwbuild.errors import ConfigError
 from fwbuild.pki import Identity, Pki, hash_links
@@ -42,6 +42,7 @@ class VpnPki(Package):
     version = "1"
     license = "MIT"
     board_sections = ("vpn", "pki", "network")
+    settings = {s: SETTINGS[s] for s in board_sections}
     target_files = {f"{RACOON_DIR}/*": 0o600}
     toolchain = "none"
     dynamic = True  # the PKI directory is created by install and changed by revocations
@@ -57,8 +58,6 @@ class VpnPki(Package):
         vpn = vpn_settings(self.board)
         table = self.board.data.get("pki", {})
         subject = table.get("ca_subject", {"CN": f"{vpn.server_name} VPN CA"})
-        if not isinstance(subject, dict):
-            raise ConfigError(f"{self.board.file}: [pki] ca_subject must be a table")
         signature = table.get("signature", "sha256")
         return vpn, Pki(pki_path(self.board), ca_subject=subject, signature=signature)
 

@@ -8,7 +8,7 @@ the stamp holds a digest of the file.
 
 import hashlib
 
-from _vpn import load_passwords, pppd_word, secrets_path, vpn_settings
+from _vpn import SETTINGS, load_passwords, pppd_word, secrets_path, vpn_settings
 
 from fwbuild.recipe import Package
 
@@ -18,6 +18,7 @@ class VpnSecrets(Package):
     version = "1"
     license = "MIT"
     board_sections = ("vpn", "secrets", "network")
+    settings = {s: SETTINGS[s] for s in board_sections}
     target_files = {"etc/sysconfig/ppp/chap-secrets": 0o600}
     toolchain = "none"
     dynamic = True  # the secrets file is created by install and edited by people

@@ -957,3 +957,162 @@ def test_two_threads_patch_two_trees_at_once(
     for k, (root, _, new) in enumerate(cases):
         assert isinstance(results[k], list), results[k]
         assert snapshot(root) == snapshot_of(tmp_path / f"expected{k}", new)
+
+
+# --------------------------------------------------------------------------------------------
+# Symbolic links: made by git patches (new file mode 120000), never written through out of the
+# tree
+
+
+def git_diff(tmp: Path, old: dict[str, str], new: dict[str, str], out: Path) -> PatchFile:
+    """A real ``git diff --no-index`` between two trees; a value "-> target" is a symlink."""
+    if GIT is None:
+        pytest.skip("git is not installed: cannot make git-style symlink patches")
+    scratch = tmp / f"gitdiff-{out.stem}"
+    for label, files in (("a", old), ("b", new)):
+        (scratch / label).mkdir(parents=True)
+        for name, text in files.items():
+            path = scratch / label / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if text.startswith("-> "):
+                path.symlink_to(text[3:])
+            else:
+                path.write_text(text)
+    result = subprocess.run(
+        [GIT, "diff", "--no-index", "--no-prefix", "--no-color", "--no-renames", "a", "b"],
+        cwd=scratch,
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    out.write_bytes(result.stdout)
+    shutil.rmtree(scratch)
+    return PatchFile(out)
+
+
+def test_git_patch_making_symlinks_matches_gnu_patch(tmp_path: Path) -> None:
+    old = {"include/asm-arm/io.h": "1\n2\n3\n", "Makefile": "all:\n"}
+    new = {
+        "include/asm-arm/io.h": "1\n2\n3\n",
+        "Makefile": "all: io\n",
+        "include/asm": "-> asm-arm",  # a directory link, in an existing directory
+        "lib/deep/io.h": "-> ../../include/asm-arm/io.h",  # in new directories
+        "io.h": "-> include/asm/io.h",  # through a link the same patch makes
+    }
+    first = git_diff(tmp_path, old, new, tmp_path / "links.patch")
+    assert b"new file mode 120000" in first.path.read_bytes()
+    # a later patch of the series changes a file through the new directory link
+    second = write(
+        tmp_path / "through.patch",
+        "--- a/include/asm/io.h\n+++ b/include/asm/io.h\n@@ -1,3 +1,3 @@\n 1\n-2\n+two\n 3\n",
+    )
+    series = [first, PatchFile(second)]
+    ours, gnu = tmp_path / "ours", tmp_path / "gnu"
+    for root in (ours, gnu):
+        make_tree(root, old)
+    gnu_ok, log = gnu_patch(gnu, series)
+    assert gnu_ok, log
+    touched = apply_series(ours, series, package="p")
+    assert snapshot(ours) == snapshot(gnu)
+    assert (ours / "include" / "asm").readlink() == Path("asm-arm")
+    assert (ours / "io.h").read_text() == "1\ntwo\n3\n"
+    assert set(touched) == {
+        Path(p)
+        for p in ("Makefile", "include/asm", "lib/deep/io.h", "io.h", "include/asm-arm/io.h")
+    }
+
+
+def symlink_patch(tmp: Path, name: str, link: str, target: str) -> PatchFile:
+    """What git writes for a new symlink (hand-made, so that any target can be tried)."""
+    return PatchFile(
+        write(
+            tmp / name,
+            f"diff --git a/{link} b/{link}\nnew file mode 120000\nindex 0000000..1234567\n"
+            f"--- /dev/null\n+++ b/{link}\n@@ -0,0 +1 @@\n+{target}\n"
+            "\\ No newline at end of file\n",
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("link", "target", "why"),
+    [
+        ("etc-link", "/etc", "absolute path /etc"),
+        ("sub/up", "../../outside", "points outside the source tree"),
+        ("up", "sub/../..", "goes up ('..') after going down"),
+        ("via-ext", "ext/f", "outside the source tree"),  # through a link already pointing out
+        ("sub/via-dir", "../dirlink/f", "outside the source tree"),
+    ],
+)
+def test_symlink_pointing_outside_is_refused(
+    tmp_path: Path, link: str, target: str, why: str
+) -> None:
+    outside = make_tree(tmp_path / "outside", {"f": "secret\n"})
+    tree = make_tree(tmp_path / "tree", {"f": "1\n2\n3\n", "sub/g": "g\n"})
+    (tree / "ext").symlink_to(outside / "f")
+    (tree / "dirlink").symlink_to("../outside", target_is_directory=True)
+    harmless = hand_patch(tmp_path, "f.patch", "a/f")  # applies: must not be written either
+    pf = symlink_patch(tmp_path, "evil-link.patch", link, target)
+    before, before_outside = snapshot(tree), snapshot(outside)
+    with pytest.raises(PatchError) as err:
+        apply_series(tree, [harmless, pf], package="p")
+    message = str(err.value)
+    assert "evil-link.patch" in message and link in message and why in message, message
+    assert snapshot(tree) == before and snapshot(outside) == before_outside
+    # GNU patch does make such a link: the refusal is ours
+    gnu = tmp_path / "gnu"
+    shutil.copytree(tree, gnu, symlinks=True)
+    assert gnu_patch(gnu, [pf])[0]
+    assert (gnu / link).is_symlink()
+
+
+def test_patch_never_writes_through_a_link(tmp_path: Path) -> None:
+    outside = make_tree(tmp_path / "outside", {"f": "1\n2\n3\n"})
+    tree = make_tree(tmp_path / "tree", {"sub/f": "1\n2\n3\n"})
+    before_outside = snapshot(outside)
+    link = symlink_patch(tmp_path, "link.patch", "lnk", "sub/f")
+    cases = [
+        # the series made "lnk" a link; a later patch may not write through it
+        (hand_patch(tmp_path, "mod.patch", "a/lnk"), "an earlier patch of the series made"),
+        # nor may the series put a link where it has put a directory
+        (symlink_patch(tmp_path, "dir.patch", "sub", "lnk"), "not a regular file"),
+    ]
+    for pf, why in cases:
+        before = snapshot(tree)
+        with pytest.raises(PatchError, match=re.escape(why)) as err:
+            apply_series(tree, [link, pf], package="p")
+        assert pf.path.name in str(err.value)
+        assert snapshot(tree) == before
+    new_dir = PatchFile(
+        write(tmp_path / "nd.patch", "--- /dev/null\n+++ b/d/x\n@@ -0,0 +1 @@\n+x\n")
+    )
+    with pytest.raises(PatchError, match="the series has put d/x in a directory"):
+        apply_series(tree, [new_dir, symlink_patch(tmp_path, "d.patch", "d", "sub")], package="p")
+    # a link on disk pointing out: neither the link nor a file under it is written
+    (tree / "out").symlink_to(outside, target_is_directory=True)
+    (tree / "outf").symlink_to(outside / "f")
+    for pf in (
+        PatchFile(
+            write(tmp_path / "o1.patch", "--- /dev/null\n+++ b/out/new\n@@ -0,0 +1 @@\n+x\n")
+        ),
+        hand_patch(tmp_path, "o2.patch", "a/outf"),
+        hand_patch(tmp_path, "o3.patch", "a/out/f"),
+    ):
+        with pytest.raises(PatchError, match="outside the source tree") as err:
+            apply_series(tree, [pf], package="p")
+        assert pf.path.name in str(err.value)
+    assert snapshot(outside) == before_outside
+    assert not (tree / "lnk").exists()
+
+
+def test_changing_or_deleting_a_symlink_is_refused_by_name(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree", {"f": "x\n"})
+    (tree / "l").symlink_to("f")
+    deletion = write(
+        tmp_path / "del.patch",
+        "diff --git a/l b/l\ndeleted file mode 120000\nindex 1234567..0000000\n"
+        "--- a/l\n+++ /dev/null\n@@ -1 +0,0 @@\n-f\n\\ No newline at end of file\n",
+    )
+    with pytest.raises(PatchError, match=r"del\.patch line 4 deletes the symbolic link l"):
+        apply_series(tree, [PatchFile(deletion)], package="p")
+    assert (tree / "l").readlink() == Path("f")
