@@ -17,10 +17,16 @@ Environment variables override the paths and the download settings, so a CI job 
 move them without editing the board: ``FWBUILD_BUILD_DIR``, ``FWBUILD_DL_DIR``, ``ROOTFS_DIR``,
 ``FWBUILD_OUTPUT_DIR``, ``FWBUILD_PRIMARY_MIRROR``, ``FWBUILD_OFFLINE``, ``FWBUILD_OVERRIDES``,
 ``FWBUILD_JOBS``.
+
+Every section and key is checked against a schema (``fwbuild.schema``: the engine's sections and
+the models the board's recipes declare) before anything is built. What passed is remembered as a
+digest in the build directory, so a no-op build does not pay for importing pydantic.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -87,6 +93,52 @@ class Board:
     toolchains: dict[str, dict[str, Any]]
     aliases: dict[str, dict[str, Any]]
     data: dict[str, Any] = field(repr=False, default_factory=dict)
+    # The files the board is read from, the board itself first (a profile, then what it extends),
+    # with each one's own data: an error names the file that sets the key.
+    layers: tuple[tuple[Path, dict[str, Any]], ...] = field(repr=False, default=())
+    # Sections the loaded recipes declare: name -> pydantic model or "module:Class" (the project
+    # fills it in), and the sections once validated by them.
+    section_models: dict[str, Any] = field(repr=False, default_factory=dict)
+    typed: dict[str, Any] = field(repr=False, default_factory=dict)
+    # Digests of board contents (with the schema's code) that have passed validation already.
+    checked: set[str] = field(repr=False, default_factory=set)
+    engine_key: str = field(repr=False, default="")
+
+    def settings(self, section: str) -> Any:
+        """The board's ``[section]`` validated by the model a loaded recipe declares for it
+        (a pydantic model instance, or None when the board leaves the section out)."""
+        if section not in self.section_models:
+            raise ConfigError(
+                f"{self.file}: a recipe reads [{section}] but none of this board's recipes "
+                f'declares it; add `settings = {{"{section}": Model}}` to the recipe'
+            )
+        if section not in self.typed:
+            from fwbuild.schema import resolve_model, validate_board
+
+            models = {
+                name: resolve_model(ref, self.paths.recipes)
+                for name, ref in self.section_models.items()
+            }
+            self.typed.update(validate_board(self, models))
+        return self.typed[section]
+
+    @property
+    def _check_cache(self) -> Path:
+        return _check_cache(self.paths.build, self.file)
+
+    def remember_checked(self, *keys: str) -> None:
+        """Record that these contents passed, if the build directory has been made (a board
+        that has never built leaves nothing behind: ``doit list`` writes nowhere)."""
+        self.checked.update(keys)
+        cache = self._check_cache
+        if not cache.parent.is_dir():
+            return
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(sorted(keys)))
+            tmp.replace(cache)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # only a cache: validating again next time is fine
 
     def variant(self, name: str) -> bool:
         if name not in self.variants:
@@ -96,41 +148,6 @@ class Board:
                 f"(known: {known}); add `{name} = true` or `false` to the board file"
             )
         return self.variants[name]
-
-
-def _table(data: dict[str, Any], key: str, file: Path) -> dict[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{file}: [{key}] must be a table")
-    return value
-
-
-def _str_list(value: Any, what: str, file: Path) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(value.split())
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{file}: {what} must be a list of strings")
-    return tuple(value)
-
-
-def _require(table: dict[str, Any], key: str, section: str, file: Path) -> str:
-    value = table.get(key)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{file}: [{section}] {key} is missing or not a string; set it")
-    return value
-
-
-def _aliases(tasks: dict[str, Any], file: Path) -> dict[str, dict[str, Any]]:
-    for name, spec in tasks.items():
-        if (
-            not isinstance(spec, dict)
-            or not isinstance(spec.get("doc"), str)
-            or not isinstance(spec.get("run"), list)
-        ):
-            raise ConfigError(
-                f'{file}: [tasks.{name}] needs doc = "one line" and run = ["task", ...]'
-            )
-    return tasks
 
 
 def _profiled(path: Path, profile: str | None, *, sibling: bool = False) -> Path:
@@ -151,9 +168,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _read_board(file: Path, chain: list[Path]) -> dict[str, Any]:
-    """A board file, with ``[board] extends = "other.toml"`` merged underneath it (tables merge
-    key by key, everything else is replaced), so a profile states only what differs."""
+def _read_board(file: Path, chain: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """A board file and, with ``[board] extends = "other.toml"``, the files underneath it: each
+    one's own data, the board itself first. A profile states only what differs."""
     if file in chain:
         raise ConfigError(
             f"board files extend each other in a loop: {' -> '.join(map(str, chain))}"
@@ -165,44 +182,87 @@ def _read_board(file: Path, chain: list[Path]) -> dict[str, Any]:
         raise ConfigError(f"board file {file}{where} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"board file {file} is not valid TOML: {exc}") from None
-    parent = data.get("board", {}).get("extends")
+    board = data.get("board", {})
+    parent = board.get("extends") if isinstance(board, dict) else None
     if parent is None:
-        return data
+        return [(file, data)]
     if not isinstance(parent, str):
-        raise ConfigError(f"{file}: [board] extends must be a file name")
-    base = _read_board((file.parent / parent).resolve(), [*chain, file])
-    merged = _merge(base, data)
-    merged["board"].pop("extends", None)
+        raise ConfigError(f"{file}: [board] extends must be a file name (a string)")
+    return [(file, data), *_read_board((file.parent / parent).resolve(), [*chain, file])]
+
+
+def _merged(layers: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """The layers merged: tables key by key, everything else replaced by the file above."""
+    merged: dict[str, Any] = {}
+    for _, data in reversed(layers):
+        merged = _merge(merged, data)
+    if isinstance(merged.get("board"), dict):
+        merged["board"].pop("extends", None)
     return merged
+
+
+def _schema_code() -> str:
+    """The schema's own code: a change to it checks every board again."""
+    return hashlib.sha256(Path(__file__).with_name("schema.py").read_bytes()).hexdigest()
+
+
+def _check_cache(build: Path, board_file: Path) -> Path:
+    name = hashlib.sha256(str(board_file).encode()).hexdigest()[:16]
+    return build / "stamps" / f"board-checked-{name}.json"
+
+
+def validation_key(*parts: Any) -> str:
+    """A digest of what validation depends on: the data, and the schema's code."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_checked(build: Path, board_file: Path) -> set[str]:
+    try:
+        return set(json.loads(_check_cache(build, board_file).read_text()))
+    except (OSError, ValueError, TypeError):
+        return set()
 
 
 def load_board(file: Path, project: Path | None = None) -> Board:
     """Read a board file; paths are relative to ``project`` (default: two levels up)."""
     file = file.resolve()
-    data = _read_board(file, [])
+    layers = _read_board(file, [])
+    data = _merged(layers)
     project = (project or file.parent.parent).resolve()
 
-    board = _table(data, "board", file)
-    target = _table(data, "target", file)
-    variants = _table(data, "variants", file)
-    paths = _table(data, "paths", file)
-    mirrors = _table(data, "mirrors", file)
-    rootfs = _table(data, "rootfs", file)
+    # The engine's sections are checked now, the recipes' once they are loaded (fwbuild.project).
+    paths_raw = data.get("paths")
+    raw_build = os.environ.get("FWBUILD_BUILD_DIR") or (
+        paths_raw.get("build") if isinstance(paths_raw, dict) else None
+    )
+    build_guess = raw_build if isinstance(raw_build, str) and raw_build else "build"
+    checked = _read_checked((project / build_guess).resolve(), file)
+    engine_key = validation_key("engine", _schema_code(), data)
+    if engine_key not in checked:
+        from fwbuild.schema import validate_engine
 
-    for key, value in variants.items():
-        if not isinstance(value, bool):
-            raise ConfigError(f"{file}: [variants] {key} must be true or false, not {value!r}")
+        recipes = (data.get("paths") or {}).get("recipes") if isinstance(paths_raw, dict) else None
+        validate_engine(
+            data, layers, project / (recipes if isinstance(recipes, str) else "recipes")
+        )
+
+    # From here on the data has the schema's shape and types.
+    board: dict[str, Any] = data["board"]
+    target: dict[str, Any] = data["target"]
+    variants: dict[str, bool] = data.get("variants", {})
+    paths: dict[str, Any] = data.get("paths", {})
+    mirrors: dict[str, Any] = data.get("mirrors", {})
+    rootfs: dict[str, Any] = data.get("rootfs", {})
 
     def path(env: str, key: str, default: str) -> Path:
-        raw = os.environ.get(env) or paths.get(key, default)
+        raw = os.environ.get(env) or paths.get(key) or default
         return (project / raw).resolve()
 
     build = path("FWBUILD_BUILD_DIR", "build", "build")
     profile = board.get("profile")
-    if profile is not None and (not isinstance(profile, str) or not profile.isidentifier()):
-        raise ConfigError(f'{file}: [board] profile must be a short name, e.g. "client"')
     overrides = os.environ.get("FWBUILD_OVERRIDES")
-    jobs_raw = os.environ.get("FWBUILD_JOBS") or str(board.get("jobs", os.cpu_count() or 1))
+    jobs_raw = os.environ.get("FWBUILD_JOBS") or str(board.get("jobs") or os.cpu_count() or 1)
     if not jobs_raw.isdigit() or int(jobs_raw) < 1:
         raise ConfigError(
             f"FWBUILD_JOBS / [board] jobs must be a positive integer, not {jobs_raw!r}"
@@ -210,16 +270,16 @@ def load_board(file: Path, project: Path | None = None) -> Board:
     primary = os.environ.get("FWBUILD_PRIMARY_MIRROR", mirrors.get("primary") or "")
 
     return Board(
-        name=_require(board, "name", "board", file),
+        name=board["name"],
         file=file,
-        packages=_str_list(board.get("packages", []), "[board] packages", file),
+        packages=tuple(board.get("packages", [])),
         target=Target(
-            arch=_require(target, "arch", "target", file),
-            cpu=_require(target, "cpu", "target", file),
-            libc=_require(target, "libc", "target", file),
-            triplet=_require(target, "triplet", "target", file),
-            cflags=_str_list(target.get("cflags", []), "[target] cflags", file),
-            ldflags=_str_list(target.get("ldflags", []), "[target] ldflags", file),
+            arch=target["arch"],
+            cpu=target["cpu"],
+            libc=target["libc"],
+            triplet=target["triplet"],
+            cflags=tuple(target.get("cflags", [])),
+            ldflags=tuple(target.get("ldflags", [])),
         ),
         variants=dict(variants),
         paths=Paths(
@@ -239,17 +299,18 @@ def load_board(file: Path, project: Path | None = None) -> Board:
             pins=(project / paths.get("pins", "configs/pins.lock")).resolve(),
         ),
         primary_mirror=primary.rstrip("/") or None,
-        backup_mirrors=tuple(
-            m.rstrip("/") for m in _str_list(mirrors.get("backup", []), "[mirrors] backup", file)
-        ),
-        offline=env_flag("FWBUILD_OFFLINE", bool(board.get("offline", False))),
+        backup_mirrors=tuple(m.rstrip("/") for m in mirrors.get("backup", [])),
+        offline=env_flag("FWBUILD_OFFLINE", board.get("offline", False)),
         overrides_file=Path(overrides).expanduser().resolve() if overrides else None,
         jobs=int(jobs_raw),
         overlay=(project / rootfs["overlay"]).resolve() if rootfs.get("overlay") else None,
-        toolchains=_table(data, "toolchains", file),
-        aliases=_aliases(_table(data, "tasks", file), file),
+        toolchains=data.get("toolchains", {}),
+        aliases=data.get("tasks", {}),
         permissions=(project / rootfs["permissions"]).resolve()
         if rootfs.get("permissions")
         else None,
         data=data,
+        layers=tuple(layers),
+        checked=checked,
+        engine_key=engine_key,
     )

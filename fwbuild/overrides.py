@@ -14,6 +14,9 @@ The file is TOML, outside the repository, named by ``FWBUILD_OVERRIDES`` (Buildr
     path = "/src/mppe-mppc.patch.gz"     # any single download (a patch, a second tarball)
     sha256 = "…"
 
+Unknown sections and keys (``tarbal``, ``sah256``) and digests of the wrong length are errors
+naming the file and the nearest known key (``fwbuild.schema.OverridesFile``).
+
 A directory override is fingerprinted by its files' paths, sizes and modification times, so
 editing a file there re-runs the package from its patch stage.
 """
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fwbuild.config import _schema_code, validation_key
 from fwbuild.errors import ConfigError
 from fwbuild.recipe import DIGEST_ALGOS
 
@@ -47,6 +51,8 @@ class Overrides:
     file: Path | None
     packages: dict[str, PackageOverride]
     files: dict[str, LocalFile]
+    # The digest of the file's contents that passed the schema (remembered like the board's).
+    key: str | None = None
 
     @classmethod
     def none(cls) -> Overrides:
@@ -74,7 +80,10 @@ def _existing(raw: Any, where: str, file: Path) -> Path:
     return path
 
 
-def load_overrides(file: Path | None) -> Overrides:
+def load_overrides(
+    file: Path | None, checked: set[str] | frozenset[str] = frozenset()
+) -> Overrides:
+    """The overrides file, checked against its schema unless these contents passed before."""
     if file is None:
         return Overrides.none()
     try:
@@ -85,11 +94,19 @@ def load_overrides(file: Path | None) -> Overrides:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"overrides file {file} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"packages", "files"}
-    if unknown:
-        raise ConfigError(
-            f"{file}: unknown section(s) {sorted(unknown)}; only [packages.NAME] and "
-            '[files."FILENAME"] are understood'
+    key = validation_key("overrides", _schema_code(), data)
+    if key not in checked:
+        from fwbuild.schema import OverridesFile, validate
+
+        validate(
+            OverridesFile,
+            data,
+            [(file, data)],
+            what="overrides file",
+            hint=(
+                'Known: [packages.NAME] srcdir or tarball (+ sha256), [files."FILENAME"] path '
+                "(+ sha256)."
+            ),
         )
     packages: dict[str, PackageOverride] = {}
     for name, table in data.get("packages", {}).items():
@@ -113,7 +130,7 @@ def load_overrides(file: Path | None) -> Overrides:
         )
         for name, table in data.get("files", {}).items()
     }
-    return Overrides(file, packages, files)
+    return Overrides(file, packages, files, key)
 
 
 def tree_fingerprint(root: Path) -> list[tuple[str, int, int]]:

@@ -1,5 +1,6 @@
-"""What the VPN recipes share: the board's [vpn]/[pki]/[secrets] settings, validated, and the
-file formats' quoting rules. Not a recipe itself (the leading underscore keeps it off the board).
+"""What the VPN recipes share: the board's [vpn]/[network]/[pki]/[secrets] settings (their
+schema is recipes/_settings.py), the passwords file, and the file formats' quoting rules. Not a
+recipe itself (the leading underscore keeps it off the board).
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ def pppd_word(word: str, *, what: str) -> str:
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# The sections the VPN recipes read, with their schema (recipes/_settings.py): the project
+# validates them before anything is built.
+SETTINGS = {
+    "vpn": "_settings:Vpn",
+    "network": "_settings:Network",
+    "pki": "_settings:Pki",
+    "secrets": "_settings:Secrets",
+}
+
+
 @dataclass(frozen=True)
 class Vpn:
     role: str  # "server" (the road-warrior responder) or "client" (a test/lab client profile)
@@ -48,6 +59,7 @@ class Vpn:
     users: tuple[str, ...]
     mtu: int
     nat_traversal: bool
+    ppp_debug: bool
     server_address: ipaddress.IPv4Address  # where clients reach racoon
     client_user: str | None  # the user a client profile connects as
 
@@ -56,103 +68,30 @@ class Vpn:
         return f"{self.pool[0]}-{self.pool[1]}"
 
 
-def _key(board: Board, key: str) -> str:
-    return f"{board.file}: [vpn] {key}"
-
-
 def vpn_settings(board: Board) -> Vpn:
-    data: dict[str, Any] = board.data.get("vpn", {})
-
-    def need(key: str, kind: type) -> Any:
-        if not isinstance(data.get(key), kind):
-            raise ConfigError(f"{_key(board, key)} is missing or not a {kind.__name__}")
-        return data[key]
-
-    def interface(key: str) -> ipaddress.IPv4Interface:
-        try:
-            iface = ipaddress.IPv4Interface(need(key, str))
-        except ValueError as exc:
-            raise ConfigError(f"{_key(board, key)}: {exc} (write ADDRESS/PREFIX)") from None
-        if iface.network.prefixlen == 32:
-            raise ConfigError(f"{_key(board, key)} needs a prefix length, e.g. 192.168.50.1/24")
-        return iface
-
-    server_name = need("server_name", str)
-    network = board.data.get("network", {})
-    try:
-        wan = ipaddress.IPv4Interface(network.get("address", ""))
-    except ValueError as exc:
-        raise ConfigError(f"{board.file}: [network] address: {exc} (ADDRESS/PREFIX)") from None
-    ppp = interface("ppp_address")
+    """[vpn] and [network] as typed values. The project has validated them against
+    ``_settings.Vpn``/``Network`` (types, the pool inside the PPP subnet, no overlap with the
+    WAN, …) before any recipe runs, so this only converts; it needs no pydantic, which keeps the
+    no-op build's start-up (it asks for the stamps' inputs) cheap."""
+    data: dict[str, Any] = board.data["vpn"]
+    wan = ipaddress.IPv4Interface(board.data["network"]["address"])
+    ppp = ipaddress.IPv4Interface(data["ppp_address"])
+    first, last = (ipaddress.IPv4Address(p.strip()) for p in data["client_pool"].split("-"))
     role = data.get("role", "server")
-    if role not in ("server", "client"):
-        raise ConfigError(f'{_key(board, "role")} must be "server" or "client", not {role!r}')
-    try:
-        first, last = (
-            ipaddress.IPv4Address(p.strip()) for p in need("client_pool", str).split("-")
-        )
-    except ValueError:
-        raise ConfigError(f"{_key(board, 'client_pool')} must be FIRST-LAST addresses") from None
-    if first > last:
-        raise ConfigError(f"{_key(board, 'client_pool')}: {first} comes after {last}")
-    for end in (first, last):
-        if end not in ppp.network or end in (
-            ppp.network.network_address,
-            ppp.network.broadcast_address,
-        ):
-            raise ConfigError(
-                f"{_key(board, 'client_pool')}: {end} is outside the server's PPP subnet "
-                f"{ppp.network} (ppp_address); clients must get addresses in it"
-            )
-    if first <= ppp.ip <= last:
-        raise ConfigError(
-            f"{_key(board, 'client_pool')} {first}-{last} contains the server's own PPP address "
-            f"{ppp.ip} (ppp_address); start the pool after it"
-        )
-    if wan.network.overlaps(ppp.network):
-        raise ConfigError(
-            f"{_key(board, 'ppp_address')}: the PPP subnet {ppp.network} overlaps the WAN subnet "
-            f"{wan.network} ([network] address); use a separate subnet for VPN clients"
-        )
-    users = need("users", list)
-    if not users or not all(isinstance(u, str) and u for u in users):
-        raise ConfigError(f"{_key(board, 'users')} must be a non-empty list of user names")
-    if len(set(users)) != len(users):
-        raise ConfigError(f"{_key(board, 'users')} names a user twice")
-    for user in users:
-        pppd_word(user, what=f"{_key(board, 'users')}: user name {user!r}")
-    pppd_word(server_name, what=_key(board, "server_name"))
-    if any(c in server_name for c in " \"'#\\"):
-        raise ConfigError(f"{_key(board, 'server_name')} must be a plain host name")
-    try:
-        dns = tuple(ipaddress.IPv4Address(a) for a in data.get("dns", [str(ppp.ip)]))
-    except ValueError as exc:
-        raise ConfigError(f"{_key(board, 'dns')}: {exc}") from None
-    mtu = data.get("mtu", 1280)
-    if not isinstance(mtu, int) or not 576 <= mtu <= 1500:
-        raise ConfigError(f"{_key(board, 'mtu')} must be a number from 576 to 1500")
-    server_address = wan.ip
-    client_user = None
-    if role == "client":
-        try:
-            server_address = ipaddress.IPv4Address(need("server_address", str))
-        except ValueError as exc:
-            raise ConfigError(f"{_key(board, 'server_address')}: {exc}") from None
-        client_user = need("client_user", str)
-        if client_user not in users:
-            raise ConfigError(f"{_key(board, 'client_user')} {client_user!r} is not in users")
+    client = role == "client"
     return Vpn(
         role=role,
-        server_address=server_address,
-        client_user=client_user,
-        server_name=server_name,
+        server_address=ipaddress.IPv4Address(data["server_address"]) if client else wan.ip,
+        client_user=data["client_user"] if client else None,
+        server_name=data["server_name"],
         wan=wan,
         ppp=ppp,
         pool=(first, last),
-        dns=dns,
-        users=tuple(users),
-        mtu=mtu,
-        nat_traversal=bool(data.get("nat_traversal", False)),
+        dns=tuple(ipaddress.IPv4Address(a) for a in data.get("dns", [str(ppp.ip)])),
+        users=tuple(data["users"]),
+        mtu=data.get("mtu", 1280),
+        nat_traversal=data.get("nat_traversal", False),
+        ppp_debug=data.get("ppp_debug", False),
     )
 
 
@@ -202,13 +141,28 @@ def load_passwords(path: Path, users: tuple[str, ...], *, create: bool) -> dict[
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"secrets file {path} is not valid TOML: {exc}") from None
     table = data.get("users", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f'secrets file {path}: [users] must be a table of user = "password"')
     passwords: dict[str, str] = {}
     for user in users:
         value = table.get(user)
-        if not isinstance(value, str) or not value:
+        if value is None or value == "":
             raise ConfigError(
                 f"user {user!r} (in [vpn] users) has no password in {path}; add "
                 f'{user} = "…" under [users]'
+            )
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"the password of {user!r} in {path} must be a string: write it in quotes "
+                f'({user} = "{value}"), TOML reads it as {type(value).__name__} otherwise'
+            )
+        if not value.isascii():
+            # pppd's MS-CHAPv2 widens each byte of the secret to 16 bits; it does not decode
+            # UTF-8, while Windows hashes the characters: a non-ASCII password never matches.
+            raise ConfigError(
+                f"the password of {user!r} in {path} has non-ASCII characters; Windows clients "
+                "cannot log in with it (pppd's MS-CHAPv2 widens bytes, it does not convert "
+                "UTF-8), so use ASCII letters, digits and punctuation only"
             )
         passwords[user] = value
     return passwords

@@ -20,6 +20,8 @@ class BaseFiles(Package):
     license = "MIT"
     toolchain = "none"
     board_sections = ("network", "system", "vpn")
+    # [vpn] role is read too, but [vpn] belongs to the VPN recipes (a board without them has none)
+    settings = {"network": "_settings:Network", "system": "_settings:System"}
     board_files = (f"{TEMPLATES}/network.in", f"{TEMPLATES}/system.in")
     target_files = {
         "etc/hostname": 0o644,
@@ -27,37 +29,29 @@ class BaseFiles(Package):
         "etc/sysconfig/system": 0o644,
     }
 
-    def settings(self):
-        net = self.board.data.get("network", {})
-        where = f"{self.board.file}: [network]"
-        hostname = net.get("hostname")
-        if not isinstance(hostname, str) or not hostname.replace("-", "").isalnum():
-            raise ConfigError(f"{where} hostname must be letters, digits and '-'")
-        try:
-            address = ipaddress.IPv4Interface(net.get("address", ""))
-            gateway = ipaddress.IPv4Address(net["gateway"]) if net.get("gateway") else None
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if gateway is not None and gateway not in address.network:
-            raise ConfigError(f"{where} gateway {gateway} is not in {address.network}")
-        interface = net.get("interface", "eth0")
+    def values(self):
+        # [network] and [system] have been validated against _settings.Network/System
+        net = self.board.data["network"]
+        address = ipaddress.IPv4Interface(net["address"])
         syslog = self.board.data.get("system", {}).get("syslog", "buffer")
-        if syslog not in SYSLOG:
-            raise ConfigError(f"{self.board.file}: [system] syslog must be one of {sorted(SYSLOG)}")
         return {
-            "hostname": hostname,
-            "interface": interface,
+            "hostname": net.get("hostname"),
+            "interface": net.get("interface", "eth0"),
             "address": address.with_prefixlen,
-            "gateway": gateway or "",
+            "gateway": ipaddress.IPv4Address(net["gateway"]) if net.get("gateway") else "",
             "role": self.board.data.get("vpn", {}).get("role", "server"),
             "syslogd_args": SYSLOG[syslog],
         }
 
     def validate(self):
-        self.settings()
+        if "network" not in self.board.data or not self.board.data["network"].get("hostname"):
+            raise ConfigError(
+                f"{self.board.file}: [network] hostname is missing; base-files writes it to "
+                "/etc/hostname (letters, digits and '-')"
+            )
 
     def install(self, ctx):
-        values = self.settings()
+        values = self.values()
         project = self.board.paths.project
         (ctx.staging / "etc" / "sysconfig").mkdir(parents=True)
         (ctx.staging / "etc" / "hostname").write_text(values["hostname"] + "\n")

@@ -9,7 +9,7 @@ l2tpd 0.69 reads its configuration in 100-byte pieces, so a longer line (a comme
 and the rest is parsed as a line of its own: its templates carry no comments.
 """
 
-from _vpn import vpn_settings
+from _vpn import SETTINGS, vpn_settings
 
 from fwbuild.recipe import Package
 from fwbuild.templates import render
@@ -30,6 +30,7 @@ class VpnConfig(Package):
     license = "MIT"
     variants = ("mppc",)
     board_sections = ("vpn", "network")
+    settings = {s: SETTINGS[s] for s in board_sections}
     # The server's templates, and a client profile's (racoon initiator, SPD rules, LAC).
     board_files = (
         f"{TEMPLATES}/racoon.conf.in",
@@ -48,9 +49,6 @@ class VpnConfig(Package):
         "options.l2tp.in": "etc/sysconfig/ppp/options.l2tp",
     }
     toolchain = "none"
-
-    def validate(self):
-        vpn_settings(self.board)
 
     def install(self, ctx):
         vpn = vpn_settings(self.board)
@@ -72,7 +70,7 @@ class VpnConfig(Package):
             "ms_dns": "\n".join(f"ms-dns {a}" for a in vpn.dns),
             "mtu": vpn.mtu,
             # pppd's packet log (LCP/CHAP/CCP) in syslog; off in production
-            "ppp_debug": "debug" if self.board.data["vpn"].get("ppp_debug") else "",
+            "ppp_debug": "debug" if vpn.ppp_debug else "",
         }
         templates = self.board.paths.project / TEMPLATES
         if vpn.role == "client":

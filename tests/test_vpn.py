@@ -23,6 +23,7 @@ def board(tmp: Path, *, edit: dict[str, str] | None = None) -> Path:
     text = (REPO / "configs" / "siso.toml").read_text()
     text = re.sub(r"(?m)^packages = .*$", f"packages = {VPN_PACKAGES}", text)
     text = re.sub(r"(?ms)^\[tasks\.kernel_mppc\].*?\n\n", "", text)  # no kernel on this board
+    text = re.sub(r"(?ms)^\[system\].*?\n\n", "", text)  # nor base-files, which reads it
     for old, new in (edit or {}).items():
         assert old in text, old
         text = text.replace(old, new)
