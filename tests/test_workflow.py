@@ -204,3 +204,17 @@ def test_download_cache_and_artifacts() -> None:
     output = board["paths"]["output"]
     assert f"{output}/" in paths and "build/report.json" in paths
     assert all(re.search(r"@v\d+$", s["uses"]) for s in steps() if "uses" in s)
+
+
+def test_draws_and_uploads_the_pictures() -> None:
+    """The three pictures (fwbuild.graphs) are drawn after the build, and uploaded with it."""
+    ran = [shlex.join(a) for a in run_commands()]
+    drawing = [without_env(a) for a in run_commands() if "graph-build" in a]
+    assert len(drawing) == 1
+    assert {"graph-depends", "graph-build", "graph-size"} <= set(drawing[0])
+    drawn = next(i for i, command in enumerate(ran) if "graph-build" in command)
+    assert ran.index("FWBUILD_OFFLINE=1 .venv/bin/doit rootfs") < drawn
+    step = next(s for s in steps() if "graph-build" in s.get("run", ""))
+    assert "!cancelled()" in step.get("if", "")  # a failed build's timeline too
+    uploads = [s for s in steps() if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert "build/graphs/" in uploads[0]["with"]["path"].split()
