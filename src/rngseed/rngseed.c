@@ -15,6 +15,8 @@
  * A seed is never baked into the image: every device flashed with it would share it.
  *
  * Usage: rngseed [SEED_FILE]   (default /var/lib/rngseed/seed)
+ * Exit status: 0 when a seed was credited and the next one saved; 1 when crediting or saving
+ * failed (the pool may stay empty: the boot script logs it and goes on); 2 on a usage error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SEED_BYTES 512
@@ -93,10 +96,19 @@ static size_t cmdline_seed(unsigned char *buf, size_t max)
 
 static unsigned long long cycles(void)
 {
+#if defined(__i386__) || defined(__x86_64__)
 	unsigned int lo, hi;
 
+	/* The i586 has a time stamp counter; it is the finest clock a 2005 board offers. */
 	__asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
 	return (unsigned long long)hi << 32 | lo;
+#else
+	/* Other targets: the kernel's finest clock (no portable cycle counter in user space). */
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+#endif
 }
 
 static size_t jitter(unsigned char *buf, size_t max)
@@ -116,7 +128,7 @@ static size_t jitter(unsigned char *buf, size_t max)
 	return max;
 }
 
-static void save_seed(const char *path)
+static int save_seed(const char *path)
 {
 	unsigned char buf[SEED_BYTES];
 	char tmp[512];
@@ -124,46 +136,85 @@ static void save_seed(const char *path)
 
 	if (read_file("/dev/urandom", buf, sizeof buf) != sizeof buf) {
 		fprintf(stderr, "rngseed: cannot read /dev/urandom\n");
-		return;
+		return -1;
 	}
-	snprintf(tmp, sizeof tmp, "%s.new", path);
+	if ((size_t)snprintf(tmp, sizeof tmp, "%s.new", path) >= sizeof tmp) {
+		fprintf(stderr, "rngseed: seed file name too long: %s\n", path);
+		return -1;
+	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf || fsync(fd) < 0) {
 		fprintf(stderr, "rngseed: cannot write %s: %s\n", tmp, strerror(errno));
-		if (fd >= 0)
+		if (fd >= 0) {
 			close(fd);
-		return;
+			unlink(tmp);
+		}
+		return -1;
 	}
 	close(fd);
-	if (rename(tmp, path) < 0)
+	if (rename(tmp, path) < 0) {
 		fprintf(stderr, "rngseed: cannot rename %s: %s\n", tmp, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+static int usage(FILE *to, int status)
+{
+	fprintf(to, "Usage: rngseed [SEED_FILE]\n"
+		"Credit the saved seed (default /var/lib/rngseed/seed), a rngseed=<hex> seed from the\n"
+		"kernel command line, or else CPU timing jitter to the kernel's entropy pool, then\n"
+		"save a new seed to SEED_FILE for the next boot.\n"
+		"Exit status: 0 credited and saved, 1 crediting or saving failed, 2 usage error.\n");
+	return status;
 }
 
 int main(int argc, char **argv)
 {
-	const char *path = argc > 1 ? argv[1] : "/var/lib/rngseed/seed";
+	const char *path = "/var/lib/rngseed/seed";
 	unsigned char buf[SEED_BYTES];
 	size_t len;
-	int fd = open("/dev/random", O_RDWR), credited = 0;
+	int fd, credited = 0, failed = 0;
 
+	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")))
+		return usage(stdout, 0);
+	/* A name starting with '-' is an option we do not have, never a seed file to write. */
+	if (argc > 2 || (argc == 2 && (argv[1][0] == '-' || argv[1][0] == '\0')))
+		return usage(stderr, 2);
+	if (argc == 2)
+		path = argv[1];
+	fd = open("/dev/random", O_RDWR);
 	if (fd < 0) {
 		fprintf(stderr, "rngseed: /dev/random: %s\n", strerror(errno));
 		return 1;
 	}
 	len = read_file(path, buf, sizeof buf);
-	if (len >= 32 && credit(fd, buf, len, (int)len * 8, path) == 0)
-		credited = 1;
+	if (len >= 32) {
+		if (credit(fd, buf, len, (int)len * 8, path) == 0)
+			credited = 1;
+		else
+			failed = 1;
+	}
 	len = cmdline_seed(buf, sizeof buf);
-	if (len >= 16 && credit(fd, buf, len, (int)len * 8, "the kernel command line") == 0)
-		credited = 1;
+	if (len >= 16) {
+		if (credit(fd, buf, len, (int)len * 8, "the kernel command line") == 0)
+			credited = 1;
+		else
+			failed = 1;
+	}
 	if (!credited) {
 		len = jitter(buf, 64);
 		fprintf(stderr, "rngseed: warning: no provisioned seed; crediting CPU timing "
 			"jitter (first-boot fallback)\n");
-		credit(fd, buf, len, JITTER_SAMPLES / 8 > 512 ? 512 : JITTER_SAMPLES / 8,
-		       "CPU timing jitter");
+		if (credit(fd, buf, len, JITTER_SAMPLES / 8 > 512 ? 512 : JITTER_SAMPLES / 8,
+			   "CPU timing jitter") == 0)
+			credited = 1;
+		else
+			failed = 1;
 	}
 	close(fd);
-	save_seed(path);
-	return 0;
+	if (save_seed(path) < 0)
+		failed = 1;
+	return failed || !credited ? 1 : 0;
 }
