@@ -1,7 +1,7 @@
 """The real userland from pristine sources: every binary is a static i386 ELF free of host
 paths that runs on an emulated Pentium, and pppd's MS-CHAPv2 passes RFC 2759's test vector.
 
-Runs with FWBUILD_REAL_OVERRIDES (see tests/support/real.py).
+Runs when the pinned sources are at hand (see tests/support/real.py).
 """
 
 from __future__ import annotations

@@ -7,19 +7,23 @@ answers; IKE phase 1 (main mode, certificates) and phase 2 complete, ESP transpo
 L2TP tunnel and call up, PPP authenticated with MS-CHAPv2 with MPPE-128 and MPPC, a ping across
 the PPP link answers; and a client whose certificate is revoked is refused.
 
-Runs with FWBUILD_REAL_OVERRIDES (see tests/support/real.py); ``python3 -m pytest
-tests/test_real_vpn.py`` is the one command (README, "The end-to-end proof").
+Runs when the board's pinned sources are in the download cache or FWBUILD_REAL_OVERRIDES names
+local copies (see tests/support/real.py); ``python3 -m pytest tests/test_real_vpn.py`` is the one
+command (README, "The end-to-end proof"). With FWBUILD_REAL_FIRMWARE set to the output directory
+of a firmware build that shares FWBUILD_REAL_BUILD_DIR (the nightly workflow's), the images booted
+here are checked to carry that firmware's very kernel and binaries.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.real import REPO, real_doit, real_env
+from support.real import REPO, log_dir, real_doit, real_env
 from support.vm import VM, ip_packets
 
 pytestmark = pytest.mark.real_sources
@@ -77,15 +81,8 @@ STOCK_BOARDS = {
 @pytest.fixture(scope="module")
 def stock_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The mppc = false variant: stock MPPE from ppp-2.4.3 in the kernel and pppd."""
-    from fwbuild.overrides import load_overrides
-
     tmp = tmp_path_factory.mktemp("vpn-stock")
     env = real_env(tmp)
-    if "ppp-2.4.3.tar.gz" not in load_overrides(Path(env["FWBUILD_OVERRIDES"])).files:
-        pytest.skip(
-            'the stock variant needs [files."ppp-2.4.3.tar.gz"] in the overrides file '
-            "(the kernel takes ppp-2.4.3's linux/mppe/ driver from that tarball)"
-        )
     # its own build directory: the kernel and pppd differ from the mppc build's
     env = {**env, "FWBUILD_BUILD_DIR": env["FWBUILD_BUILD_DIR"] + "-stock",
            "FWBUILD_OUTPUT_DIR": env["FWBUILD_OUTPUT_DIR"] + "-stock"}  # fmt: skip
@@ -108,20 +105,21 @@ def boot(name: str, output: Path, net: str, logs: Path) -> VM:
 def vms(images: dict[str, Path], tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
     started: list[VM] = []
     port = free_port()
+    logs = log_dir(tmp_path)
 
     def start(client: str, image_set: dict[str, Path] | None = None) -> tuple[VM, VM]:
         chosen = image_set or images
-        server = boot("server", chosen["server"], f"listen=127.0.0.1:{port}", tmp_path)
+        server = boot("server", chosen["server"], f"listen=127.0.0.1:{port}", logs)
         started.append(server)
         server.wait_for(r"rcS: boot complete \(server", 120)
-        peer = boot(client, chosen[client], f"connect=127.0.0.1:{port}", tmp_path)
+        peer = boot(client, chosen[client], f"connect=127.0.0.1:{port}", logs)
         started.append(peer)
         return server, peer
 
     yield start
     for vm in started:
         vm.stop()
-    print(f"console logs: {tmp_path}")
+    print(f"console logs: {logs}")
 
 
 def test_vpn_session_between_two_vms(vms) -> None:
@@ -175,3 +173,21 @@ def test_stock_mppe_variant_session(vms, stock_images: dict[str, Path]) -> None:
     assert "MPPC/MPPE" not in server.console
     client.wait_for(r"local  IP address 192\.168\.50\.10", 60)
     client.run("ping -c 3 192.168.50.1", r"3 packets transmitted, 3 packets received")
+
+
+def _programs(output: Path) -> dict[str, str]:
+    """The executables of an image and their digests, from its manifest."""
+    entries = json.loads((output / "manifest.json").read_text())["entries"]
+    return {e["path"]: e["sha256"] for e in entries if e["type"] == "f" and e["mode"] & 0o111}
+
+
+def test_images_carry_the_firmware_that_was_built(images: dict[str, Path]) -> None:
+    """The nightly builds the firmware, then runs these tests: prove they boot that firmware."""
+    raw = os.environ.get("FWBUILD_REAL_FIRMWARE")
+    if not raw:
+        pytest.skip("FWBUILD_REAL_FIRMWARE (a firmware build's output directory) is not set")
+    firmware, tested = Path(raw), images["server"]
+    assert (firmware / "bzImage").read_bytes() == (tested / "bzImage").read_bytes()
+    built, booted = _programs(firmware), _programs(tested)
+    assert "/usr/sbin/racoon" in built and "/usr/sbin/pppd" in built and "/usr/sbin/l2tpd" in built
+    assert built == booted

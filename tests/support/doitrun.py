@@ -33,7 +33,9 @@ def doit_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_doit(project: Path, *args: str, env: dict[str, str] | None = None) -> DoitRun:
+def run_doit(
+    project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 900
+) -> DoitRun:
     proc = subprocess.run(
         [sys.executable, "-m", "doit", *args],
         cwd=project,
@@ -41,7 +43,7 @@ def run_doit(project: Path, *args: str, env: dict[str, str] | None = None) -> Do
         capture_output=True,
         text=True,
         check=False,
-        timeout=900,
+        timeout=timeout,
     )
     out = proc.stdout + proc.stderr
     run = DoitRun(proc.returncode, out)
