@@ -129,6 +129,8 @@ class Board:
     def remember_checked(self, *keys: str) -> None:
         """Record that these contents passed, if the build directory has been made (a board
         that has never built leaves nothing behind: ``doit list`` writes nowhere)."""
+        if set(keys) <= self.checked:
+            return  # the usual no-op build: nothing new, nothing to write
         self.checked.update(keys)
         cache = self._check_cache
         if not cache.parent.is_dir():

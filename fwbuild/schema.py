@@ -379,9 +379,21 @@ def format_errors(
     owners: Mapping[str, list[str]] | None = None,
 ) -> ConfigError:
     """pydantic's errors as one paragraph: file, ``[section] key``, what is wrong, did you mean."""
+    errors = exc.errors()
+    # "[toolchains.x] prefix is missing" says nothing "prefx: did you mean prefix?" does not
+    suggested = set()
+    for err in errors:
+        if err["type"] == "extra_forbidden" and len(err["loc"]) > 1:
+            parent = _model_at(model, tuple(err["loc"][:-1]))
+            close = difflib.get_close_matches(
+                str(err["loc"][-1]), list(parent.model_fields) if parent else [], n=1, cutoff=0.6
+            )
+            suggested.update((*err["loc"][:-1], c) for c in close)
     items: list[tuple[Path, str]] = []
-    for err in exc.errors():
+    for err in errors:
         loc = tuple(err["loc"])
+        if err["type"] == "missing" and loc in suggested:
+            continue
         key = (err.get("ctx") or {}).get("key")
         if key:  # a model validator's error about one of its keys
             loc = (*loc, key)

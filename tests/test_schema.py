@@ -128,6 +128,13 @@ def test_a_profile_error_names_the_file_that_sets_the_key(env: Path) -> None:
     assert f"{profile}: [pki] revokd: unknown key, did you mean revoked?" in message, message
 
 
+def test_siso_board_without_the_mppc_variant(env: Path) -> None:
+    board = siso_board(env, {"\nmppc = true\n": "\n"})
+    message = load_error(board)
+    assert re.search(r"recipe \S+/recipes/(linux|ppp)\.py uses variant\(s\) mppc", message), message
+    assert f"which {board} does not set in [variants]" in message
+
+
 def test_a_section_for_a_recipe_not_on_the_board(env: Path) -> None:
     board = siso_board(env, {'"base-files", ': ""})
     message = load_error(board)
