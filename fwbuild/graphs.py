@@ -573,7 +573,7 @@ def graph_tasks(key: str, project: Project) -> dict[str, Callable[[], Any]]:
         yield {
             "basename": "graph-depends",
             "name": None,
-            "doc": f"draw the package dependency graph (SVG) into {graphs_dir(project)}; "
+            "doc": "draw the package dependency graph (SVG) into <build>/graphs/<board>/; "
             f"{STAGES_ENV}=1 draws the stage graph too",
             "task_dep": ["_graph-depends"],
         }
@@ -590,7 +590,7 @@ def graph_tasks(key: str, project: Project) -> dict[str, Callable[[], Any]]:
     def task_graph_build() -> dict[str, Any]:
         return {
             "basename": "graph-build",
-            "doc": "draw the last build's timeline (PNG, SVG, CSV) from its build/report.json",
+            "doc": "draw the last build's timeline (PNG, SVG, CSV): a bar per stage, doit -n lanes",
             "actions": [(run_build, [key])],
             "uptodate": [False],
             "verbosity": 2,
