@@ -233,10 +233,12 @@ def resolve_model(ref: Any, recipes_dir: Path) -> type[BaseModel]:
 
 
 def board_model(sections: Mapping[str, type[BaseModel]]) -> type[BaseModel]:
-    """The whole board file: the engine's sections and the recipes' (each may be left out)."""
+    """The whole board file: the engine's sections and the recipes'. A recipe's section with a
+    key that has no default must be there; one whose keys all have defaults may be left out."""
     fields: dict[str, Any] = dict(ENGINE_SECTIONS)
     for name, model in sorted(sections.items()):
-        fields[name] = (model | None, None)
+        required = any(f.is_required() for f in model.model_fields.values())
+        fields[name] = (model, ...) if required else (model | None, None)
     return create_model(  # type: ignore[call-overload,no-any-return]
         "Board",
         __config__=ConfigDict(extra="forbid", strict=True, title="fwbuild board file"),

@@ -135,6 +135,12 @@ def test_siso_board_without_the_mppc_variant(env: Path) -> None:
     assert f"which {board} does not set in [variants]" in message
 
 
+def test_a_section_the_recipes_need_is_missing(env: Path) -> None:
+    text = SISO.read_text()
+    board = siso_board(env, {text[text.index("[vpn]") : text.index("[pki]")]: ""})
+    assert f"{board}: [vpn] is missing." in load_error(board)
+
+
 def test_a_section_for_a_recipe_not_on_the_board(env: Path) -> None:
     board = siso_board(env, {'"base-files", ': ""})
     message = load_error(board)
