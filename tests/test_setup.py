@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,3 +180,126 @@ def test_moved_environment_is_remade(sandbox: Path) -> None:
     assert again.calls == venv_calls(again, clear=True)
     assert "remaking" in again.output
     assert os.access(doit, os.X_OK)
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
+def test_readme_scripts_are_committed_executable() -> None:
+    """A clone runs `scripts/setup-debian` and `.ci/run` as they are: their git mode is 755."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-s", "scripts/setup-debian", ".ci/run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    modes = {line.split("\t")[1]: line.split()[0] for line in listed}
+    assert modes == {"scripts/setup-debian": "100755", ".ci/run": "100755"}
+
+
+def copy_checkout(dest: Path) -> Path:
+    """This checkout's files (as they are now, edits included), as a second checkout would have
+    them, with its engine saying where it was imported from."""
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", ".venv", "build", "dl", "output")
+    for name in ("dodo.py", "pyproject.toml"):
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, dest / name)
+    for name in ("fwbuild", "recipes", "patches", "configs", "src", "tests"):
+        shutil.copytree(REPO / name, dest / name, ignore=skip, symlinks=True)
+    with (dest / "fwbuild" / "__init__.py").open("a") as fh:
+        fh.write('\nimport sys\n\nprint(f"fwbuild engine: {__file__}", file=sys.stderr)\n')
+    return dest
+
+
+def test_two_checkouts_each_run_their_own_engine(tmp_path: Path) -> None:
+    """doit and the tests in each checkout import that checkout's fwbuild, whatever else is
+    installed (this machine's Python may well have an engine installed from elsewhere)."""
+    checkouts = [copy_checkout(tmp_path / name) for name in ("a", "b")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FWBUILD_", "PYTHON"))}
+    env.pop("ROOTFS_DIR", None)
+    for checkout in checkouts:
+        own = f"fwbuild engine: {checkout / 'fwbuild' / '__init__.py'}"
+        others = [f"fwbuild engine: {c}" for c in checkouts if c != checkout]
+        listing = subprocess.run(
+            [sys.executable, "-m", "doit", "list"],
+            cwd=checkout,
+            env={
+                **env,
+                "FWBUILD_PKI_DIR": str(checkout / "pki"),
+                "FWBUILD_SECRETS": str(checkout / "secrets" / "secrets.toml"),
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert listing.returncode == 0, listing.stderr
+        assert "rootfs" in listing.stdout
+        assert own in listing.stderr and not any(o in listing.stderr for o in others)
+
+        # the README's test command, from the checkout: its tests import its engine too
+        probe = "test_which_engine.py"
+        (checkout / "tests" / probe).write_text(
+            "from pathlib import Path\n\nimport fwbuild\n\n\n"
+            "def test_engine() -> None:\n"
+            f"    assert Path(fwbuild.__file__) == Path({str(checkout)!r}) / 'fwbuild' / "
+            "'__init__.py'\n"
+        )
+        tests = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/" + probe],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert tests.returncode == 0, tests.stdout + tests.stderr
+
+
+@pytest.mark.skipif(
+    os.environ.get("FWBUILD_TEST_SETUP") != "1",
+    reason="runs the real set-up (pip into two fresh .venv/, about a minute): FWBUILD_TEST_SETUP=1",
+)
+def test_real_setup_in_two_clones(tmp_path: Path) -> None:
+    """The real script in two clones of this repository: each .venv/ runs its own engine, from
+    anywhere (a script run by path, like bench/, gets no checkout on sys.path from its cwd)."""
+    clones = [tmp_path / "a", tmp_path / "b"]
+    for clone in clones:
+        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+        setup = subprocess.run(
+            [str(clone / "scripts" / "setup-debian")],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
+        )
+        assert setup.returncode == 0, setup.stdout + setup.stderr
+    with (clones[1] / "fwbuild" / "__init__.py").open("a") as fh:
+        fh.write('\nimport sys\n\nprint("engine of clone b", file=sys.stderr)\n')
+    for clone in clones:
+        where = subprocess.run(
+            [
+                str(clone / ".venv" / "bin" / "python"),
+                "-c",
+                "import fwbuild; print(fwbuild.__file__)",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert where.stdout.strip() == str(clone / "fwbuild" / "__init__.py")
+        listing = subprocess.run(
+            [str(clone / ".venv" / "bin" / "doit"), "list"],
+            cwd=clone,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("FWBUILD_")},
+                "FWBUILD_PKI_DIR": str(clone / "pki"),
+                "FWBUILD_SECRETS": str(clone / "secrets" / "secrets.toml"),
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert listing.returncode == 0, listing.stderr
+        assert ("engine of clone b" in listing.stderr) == (clone == clones[1])
