@@ -114,8 +114,9 @@ def depends_dot(project: Project, package: str | None = None) -> str:
         '  edge [color="#555555"];',
     ]
     if package is None:
-        lines.append(f'  {_q(board.name)} [shape=house, fillcolor="#F5E6C8"];')
-        lines += [f"  {_q(board.name)} -> {_q(n)};" for n in board.packages if n in shown]
+        top = board.name if board.name not in shown else f"{board.name} (board)"  # its own node
+        lines.append(f'  {_q(top)} [shape=house, fillcolor="#F5E6C8"];')
+        lines += [f"  {_q(top)} -> {_q(n)};" for n in board.packages if n in shown]
     for name in shown:
         pkg = project.packages[name]
         extra = ', penwidth=2, fillcolor="#A9C8EC"' if name == package else ""
@@ -157,7 +158,8 @@ def stages_dot(project: Project, package: str | None = None) -> str:
             for dep in project.packages[name].depends
             if dep in shown
         ]
-        lines.append(f"  toolchain -> {_q(f'configure:{name}')};")
+        # every configure waits for it: light, so the packages' own edges stand out
+        lines.append(f'  toolchain -> {_q(f"configure:{name}")} [color="#BBBBBB", style=dashed];')
         lines.append(f"  {_q(f'install:{name}')} -> rootfs;")
     lines.append("}")
     return "\n".join(lines) + "\n"
