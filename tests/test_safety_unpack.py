@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,6 +299,38 @@ def test_full_disk_names_the_directory_and_keeps_the_download(tmp_path: Path) ->
         assert "delete" not in message and "fetch it again" not in message
         assert list((build / "big").iterdir()) == []  # the partial tree is gone
     assert hashlib.sha256(archive.read_bytes()).hexdigest() == digest
+
+
+FSIZE_CHILD = """
+import resource, signal, sys
+from pathlib import Path
+from fwbuild.errors import UnpackError
+from fwbuild.unpack import extract_tarball
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    extract_tarball(Path(sys.argv[1]), Path(sys.argv[2]), package="big")
+except UnpackError as exc:
+    print(exc)
+"""
+
+
+def test_file_size_limit_is_not_blamed_on_the_download(tmp_path: Path) -> None:
+    """The same without root: a file size limit (ulimit -f) stops the write with EFBIG."""
+    archive = _big_archive(tmp_path)
+    dest = tmp_path / "build" / "big" / "src"
+    result = subprocess.run(
+        [sys.executable, "-c", FSIZE_CHILD, str(archive), str(dest)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
+    )
+    message = result.stdout
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "File too large" in message and str(dest.parent) in message, message
+    assert "keep it" in message and "fetch it again" not in message
+    assert list(dest.parent.iterdir()) == []
 
 
 def test_read_only_destination_is_named(tmp_path: Path) -> None:
