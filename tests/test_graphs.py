@@ -384,3 +384,41 @@ def test_bad_budget_and_nothing_to_draw(tmp_path: Path, server: FaultServer, dis
     assert not (project / "output").exists()  # drawing never makes an output look built
     assert run_doit(project, "graph-depends").returncode == 0
     assert not (project / "output").exists()
+
+
+def test_size_compare_between_two_manifests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fwbuild.graphs import main
+
+    def manifest(name: str, files: dict[str, tuple[str, int]]) -> Path:
+        entries = [{"path": "/etc", "type": "d", "package": "", "size": 0}]
+        entries += [
+            {"path": p, "type": "f", "package": k, "size": n} for p, (k, n) in files.items()
+        ]
+        path = tmp_path / name
+        path.write_text(json.dumps({"entries": entries}))
+        return path
+
+    old = manifest("old.json", {"/bin/a": ("a", 1000), "/bin/b": ("b", 500), "/etc/x": ("b", 7)})
+    new = manifest("new.json", {"/bin/a": ("a", 1300), "/bin/b": ("b", 500), "/bin/c": ("c", 3)})
+    assert main(["size-compare", str(old), str(new)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    def row(name: str) -> list[str]:
+        return next(line.split() for line in lines if line.split()[3:4] == [name])
+
+    assert row("a")[:3] == ["1000", "1300", "+300"]
+    assert row("b")[:3] == ["507", "500", "-7"] and row("c")[:3] == ["0", "3", "+3"]
+    assert row("/etc/x")[2:] == ["-7", "/etc/x", "(gone)"]
+    assert row("/bin/c")[2:] == ["+3", "/bin/c", "(new)"]
+    assert main(["size-compare", "--threshold", "10", str(old), str(new)]) == 0
+    shown = capsys.readouterr().out
+    assert "/bin/a" in shown and "/bin/c" not in shown and "/etc/x" not in shown
+
+    assert main(["size-compare", str(tmp_path / "missing"), str(new)]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "does not exist; run `doit rootfs` first" in err
+    (tmp_path / "broken.json").write_text("{not json")
+    assert main(["size-compare", str(tmp_path / "broken.json"), str(new)]) == 2
+    assert "is not a readable manifest" in capsys.readouterr().err
