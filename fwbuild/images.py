@@ -18,7 +18,9 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from fwbuild.errors import BuildError
 from fwbuild.rootfs import Entry
+from fwbuild.trees import TreeConflict, read_file
 
 _TYPE_BITS = {"f": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK,
               "c": stat.S_IFCHR, "b": stat.S_IFBLK}  # fmt: skip
@@ -26,7 +28,14 @@ _TYPE_BITS = {"f": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK,
 
 def _content(entry: Entry, rootfs: Path) -> bytes:
     if entry.type == "f":
-        return (rootfs / entry.path.lstrip("/")).read_bytes()
+        # never through a link in the tree: the manifest's file is read, not the host's
+        try:
+            return read_file(rootfs, entry.path)
+        except TreeConflict as c:
+            raise BuildError(
+                f"{rootfs}: {c.describe()}, but the manifest lists {entry.path} as a file; the "
+                "rootfs directory changed after it was assembled, run `doit rootfs` again"
+            ) from None
     if entry.type == "l":
         return entry.target.encode()
     return b""
@@ -101,8 +110,6 @@ def write_ext2(entries: list[Entry], tar: Path, out: Path) -> bool:
     )  # fmt: skip
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
-        from fwbuild.errors import BuildError
-
         raise BuildError(f"genext2fs failed for {out}: {result.stderr.strip()[-500:]}")
     tmp.replace(out)
     return True

@@ -28,7 +28,7 @@ from fwbuild.errors import BuildError
 from fwbuild.images import write_sha256sums
 from fwbuild.project import Project
 from fwbuild.sbom import NOASSERTION, origin, patch_series, project_relative
-from fwbuild.unpack import remove_tree, replace_tree
+from fwbuild.trees import claim, guard_for, new_tree, remove_tree, replace_tree, write_marker
 
 DIR_NAME = "legal-info"
 MANIFEST_FIELDS = (
@@ -80,9 +80,16 @@ def write_legal_info(project: Project) -> Path:
     if problems:
         raise BuildError("legal-info: missing licence files: " + "; ".join(problems))
     out = legal_info_dir(project)
-    tmp = out.with_name(f".{out.name}.new")
-    remove_tree(tmp)
-    tmp.mkdir(parents=True)
+    guard = guard_for(project)
+    # The bundle goes inside the output directory: that must be the build's too (or new).
+    claim(out.parent, "FWBUILD_OUTPUT_DIR ([paths] output)", guard)
+    if not out.parent.is_dir() or not any(out.parent.iterdir()):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_marker(out.parent, "output directory")
+    setting = f"the licence bundle {DIR_NAME} (in FWBUILD_OUTPUT_DIR)"
+    # No marker of its own: the bundle lies in the output directory, whose marker covers it, and
+    # its sha256sums lists every file in it.
+    tmp = new_tree(out.with_name(f".{out.name}.new"), setting=setting, guard=guard, what=None)
     names: list[str] = []
     rows: list[dict[str, str]] = []
     try:
@@ -154,7 +161,7 @@ def write_legal_info(project: Project) -> Path:
             names.append("pins.lock")
         write_sha256sums(tmp, names)
     except BaseException:
-        remove_tree(tmp)
+        remove_tree(tmp, setting=setting, guard=guard)
         raise
-    replace_tree(tmp, out)
+    replace_tree(tmp, out, setting=setting, guard=guard)
     return out

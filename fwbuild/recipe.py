@@ -179,6 +179,12 @@ class Package:
         """For ``dynamic`` packages: a JSON-able digest of what the install stage reads."""
         return None
 
+    def protected_paths(self) -> dict[Path, str]:
+        """Files and directories outside the build that the package's steps keep (a PKI
+        directory, a secrets file), ``path -> what it is``: no tree the build replaces or removes
+        may be one of them, hold one or lie inside one (``fwbuild.trees``)."""
+        return {}
+
     def post_patch(self, tree: Path, local_file: Callable[[str], Path]) -> None:
         """Change the fresh tree after the patch series (still under its temporary name).
 

@@ -21,11 +21,13 @@ makes one entry per number (the minor number counts up with it).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +36,21 @@ from fwbuild import sizes
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.project import Project, stamp_matches, write_stamp
 from fwbuild.recipe import expand_target_files
-from fwbuild.unpack import remove_tree, replace_tree
+from fwbuild.trees import (
+    MARKER,
+    Guard,
+    TreeConflict,
+    check_target,
+    claim,
+    conflict_at,
+    guard_for,
+    new_tree,
+    open_dir,
+    open_root,
+    remove_tree,
+    replace_tree,
+    split,
+)
 
 ELF_MAGIC = b"\x7fELF"
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -56,7 +72,12 @@ class Entry:
 
 
 def parse_permissions(file: Path) -> list[Entry]:
-    entries: list[Entry] = []
+    return [entry for entry, _ in parse_permission_lines(file)]
+
+
+def parse_permission_lines(file: Path) -> list[tuple[Entry, str]]:
+    """The table's entries, each with ``file:line`` for messages."""
+    entries: list[tuple[Entry, str]] = []
     for number, raw in enumerate(file.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -91,18 +112,21 @@ def parse_permissions(file: Path) -> list[Entry]:
         span = range(int(match[1]), int(match[2]) + 1) if match else [None]
         for offset, n in enumerate(span):
             entries.append(
-                Entry(
-                    path=path
-                    if n is None
-                    else path[: match.start()] + str(n) + path[match.end() :],
-                    type=kind,
-                    mode=numbers[0],
-                    uid=numbers[1],
-                    gid=numbers[2],
-                    package="permissions",
-                    target=target,
-                    major=major,
-                    minor=minor + offset,
+                (
+                    Entry(
+                        path=path
+                        if n is None
+                        else path[: match.start()] + str(n) + path[match.end() :],
+                        type=kind,
+                        mode=numbers[0],
+                        uid=numbers[1],
+                        gid=numbers[2],
+                        package="permissions",
+                        target=target,
+                        major=major,
+                        minor=minor + offset,
+                    ),
+                    where,
                 )
             )
     return entries
@@ -121,12 +145,6 @@ def manifest_path(project: Project) -> Path:
     return rootfs.with_name(f"{rootfs.name}.manifest.json")
 
 
-def owner_path(project: Project) -> Path:
-    """Records which directory this build made, so a foreign ROOTFS_DIR is never replaced."""
-    rootfs = project.board.paths.rootfs
-    return rootfs.with_name(f"{rootfs.name}.owner")
-
-
 def rootfs_uptodate(project: Project) -> bool:
     paths = project.board.paths
     return (
@@ -137,48 +155,145 @@ def rootfs_uptodate(project: Project) -> bool:
     )
 
 
-def _check_rootfs_dir_is_ours(project: Project) -> None:
-    rootfs = project.board.paths.rootfs
-    if not rootfs.exists() or not any(rootfs.iterdir()):
-        return
-    try:
-        recorded = owner_path(project).read_text().strip()
-    except FileNotFoundError:
-        recorded = None
-    if recorded != str(rootfs):
-        raise ConfigError(
-            f"ROOTFS_DIR {rootfs} exists, is not empty and was not made by this build "
-            f"(no manifest at {manifest_path(project)} records it); the rootfs task replaces that "
-            "directory whole, so point ROOTFS_DIR at a new or empty directory"
-        )
+ROOTFS_SETTING = "ROOTFS_DIR"
+OUTPUT_SETTING = "FWBUILD_OUTPUT_DIR ([paths] output)"
 
 
-def _copy_file(src: Path, dest: Path, strip: str | None) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dest)
-    if strip:
-        with dest.open("rb") as fh:
-            is_elf = fh.read(4) == ELF_MAGIC
-        if is_elf:
-            import subprocess
+def _strip(strip: str, dest: Path) -> None:
+    with dest.open("rb") as fh:
+        is_elf = fh.read(4) == ELF_MAGIC
+    if is_elf:
+        import subprocess
 
-            result = subprocess.run([strip, str(dest)], capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                raise BuildError(f"stripping {dest} failed: {result.stderr.strip()}")
+        result = subprocess.run([strip, str(dest)], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BuildError(f"stripping {dest} failed: {result.stderr.strip()}")
+
+
+class _Tree:
+    """The rootfs being assembled, written only through descriptors that follow no link: a link
+    the packages or the overlay put into it (``var/run -> /run``) is never written through."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.fd = open_root(root)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def parent(self, rel: str, *, create: bool) -> tuple[int, str]:
+        parts = split(rel)
+        if not parts:
+            raise TreeConflict(rel, "directory")
+        return open_dir(self.fd, parts[:-1], create=create), parts[-1]
+
+    def _clear(self, parent: int, name: str, rel: str) -> None:
+        """Remove what is at ``name`` (a file or a link, never what a link points to)."""
+        try:
+            os.unlink(name, dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            raise TreeConflict(rel, "directory") from None
+
+    def put_file(self, rel: str, src: Path) -> None:
+        parent, name = self.parent(rel, create=True)
+        try:
+            self._clear(parent, name, rel)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            fd = os.open(name, flags, 0o644, dir_fd=parent)
+        finally:
+            os.close(parent)
+        with os.fdopen(fd, "wb") as out, src.open("rb") as fh:
+            shutil.copyfileobj(fh, out, 1 << 20)
+
+    def put_link(self, rel: str, target: str) -> None:
+        parent, name = self.parent(rel, create=True)
+        try:
+            self._clear(parent, name, rel)
+            os.symlink(target, name, dir_fd=parent)
+        finally:
+            os.close(parent)
+
+    def make_dir(self, rel: str) -> None:
+        os.close(open_dir(self.fd, split(rel), create=True))
+
+    def make_parent(self, rel: str) -> None:
+        parent, _ = self.parent(rel, create=True)
+        os.close(parent)
+
+    def finish(self, entry: Entry, epoch: int) -> None:
+        """Mode, size, digest and time of a file, directory or link, never through a link."""
+        parent, name = self.parent(entry.path, create=False)
+        try:
+            if entry.type == "l":
+                os.utime(name, (epoch, epoch), dir_fd=parent, follow_symlinks=False)
+                return
+            flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if entry.type == "d" else 0)
+            try:
+                fd = os.open(name, flags, dir_fd=parent)
+            except OSError as exc:
+                if exc.errno in {errno.ELOOP, errno.ENOTDIR}:
+                    raise conflict_at(parent, name, split(entry.path)[:-1]) from None
+                raise
+        finally:
+            os.close(parent)
+        try:
+            if entry.type == "f" and not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise TreeConflict(entry.path.lstrip("/"), "directory")
+            os.fchmod(fd, entry.mode)
+            if entry.type == "f":
+                entry.size = os.fstat(fd).st_size
+                # A file others may not read (a key, chap-secrets) gets no digest: the manifest
+                # and the SBOM are world-readable, and a digest of a password file is a password
+                # for a dictionary attack.
+                entry.sha256 = _sha256_fd(fd) if entry.mode & 0o004 else ""
+            os.utime(fd, (epoch, epoch))
+        finally:
+            os.close(fd)
+
+
+def _sha256_fd(fd: int) -> str:
+    h = hashlib.sha256()
+    for block in iter(lambda: os.read(fd, 1 << 20), b""):
+        h.update(block)
+    return h.hexdigest()
+
+
+def _made_by(entries: dict[str, Entry], link: str) -> str:
+    entry = entries.get("/" + link)
+    if entry is None or not entry.package:
+        return ""
+    return f" from {'the overlay' if entry.package == 'overlay' else entry.package}"
+
+
+def _conflict(
+    entries: dict[str, Entry], conflict: TreeConflict, what: str, fix: str
+) -> ConfigError:
+    return ConfigError(
+        f"{what}: {conflict.describe()}{_made_by(entries, conflict.path)} in the rootfs, and the "
+        f"build never writes through a link or over a directory; {fix}"
+    )
 
 
 def assemble(project: Project) -> list[Entry]:
     """Build the rootfs in a temporary directory, then swap it in; returns the manifest."""
     started = time.monotonic()
-    project.rootfs_stamp.unlink(missing_ok=True)
-    _check_rootfs_dir_is_ours(project)
     rootfs = project.board.paths.rootfs
+    guard = guard_for(project)
+    # Refused by name before anything is touched (ROOTFS_DIR=/ included), then by ownership.
+    check_target(rootfs, ROOTFS_SETTING, guard)
+    check_target(project.board.paths.output, OUTPUT_SETTING, guard)
+    claim(rootfs, ROOTFS_SETTING, guard)
+    claim(project.board.paths.output, OUTPUT_SETTING, guard)
+    project.rootfs_stamp.unlink(missing_ok=True)
     rootfs.parent.mkdir(parents=True, exist_ok=True)
-    tmp = rootfs.with_name(f".{rootfs.name}.new")
-    remove_tree(tmp)
-    tmp.mkdir()
+    tmp = new_tree(
+        rootfs.with_name(f".{rootfs.name}.new"), setting=ROOTFS_SETTING, guard=guard, what="rootfs"
+    )
     entries: dict[str, Entry] = {}
     strip = project.toolchain.env()["STRIP"]
+    tree = _Tree(tmp)
     try:
         for name, pkg in project.packages.items():
             staging = project.stagingdir(name)
@@ -197,14 +312,23 @@ def assemble(project: Project) -> list[Entry]:
                         f"remove it from the target_files of one of them ({pkg.recipe_file})",
                         package=name,
                     )
-                src, dest = staging / rel, tmp / rel
-                if src.is_symlink():
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    target = os.readlink(src)
-                    os.symlink(target, dest)
-                    entries[path] = Entry(path, "l", 0o777, package=name, target=target)
-                    continue
-                _copy_file(src, dest, strip if mode & 0o111 else None)
+                src = staging / rel
+                try:
+                    if src.is_symlink():
+                        target = os.readlink(src)
+                        tree.put_link(rel, target)
+                        entries[path] = Entry(path, "l", 0o777, package=name, target=target)
+                        continue
+                    tree.put_file(rel, src)
+                except TreeConflict as c:
+                    raise _conflict(
+                        entries,
+                        c,
+                        f"{pkg.recipe_file}: {path} (target_files of {name})",
+                        "install it at the link's target instead, or drop the link",
+                    ) from None
+                if mode & 0o111:
+                    _strip(strip, tmp / rel)
                 entries[path] = Entry(path, "f", mode, package=name)
         overlay = project.board.overlay
         if overlay and overlay.is_dir():
@@ -214,49 +338,64 @@ def assemble(project: Project) -> list[Entry]:
                 for fname in sorted([*filenames, *links]):
                     src = Path(dirpath) / fname
                     rel = src.relative_to(overlay).as_posix()
-                    if src.is_symlink():
-                        target = os.readlink(src)
-                        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                        (tmp / rel).unlink(missing_ok=True)
-                        os.symlink(target, tmp / rel)
-                        entries["/" + rel] = Entry(
-                            "/" + rel, "l", 0o777, package="overlay", target=target
-                        )
-                        continue
-                    (tmp / rel).unlink(missing_ok=True)
-                    _copy_file(src, tmp / rel, None)
+                    try:
+                        if src.is_symlink():
+                            target = os.readlink(src)
+                            tree.put_link(rel, target)
+                            entries["/" + rel] = Entry(
+                                "/" + rel, "l", 0o777, package="overlay", target=target
+                            )
+                            continue
+                        tree.put_file(rel, src)
+                    except TreeConflict as c:
+                        raise _conflict(
+                            entries,
+                            c,
+                            f"overlay file {src}",
+                            "move it in the overlay to where the link points, or drop the link",
+                        ) from None
                     mode = src.stat().st_mode & 0o7777
                     entries["/" + rel] = Entry("/" + rel, "f", mode, package="overlay")
+        if "/" + MARKER in entries:
+            raise ConfigError(
+                f"/{MARKER} is the build's ownership marker and cannot be a file of the image; "
+                "rename it in the package or the overlay"
+            )
         if project.board.permissions:
-            for perm in parse_permissions(project.board.permissions):
-                _apply_permission(tmp, entries, perm, project.board.permissions)
+            for perm, where in parse_permission_lines(project.board.permissions):
+                _apply_permission(tree, entries, perm, where)
         for name, pkg in project.packages.items():  # what recipes say the image must provide
             for need in pkg.needs_devices:
                 if need.path not in entries:
                     kind = need.kind
+                    try:
+                        tree.make_parent(need.path)
+                    except TreeConflict as c:
+                        what = f"{pkg.recipe_file}: device {need.path}"
+                        fix = "fix the link or the device's path"
+                        raise _conflict(entries, c, what, fix) from None
                     entries[need.path] = Entry(need.path, kind, need.mode, package=name,
                                                major=need.major, minor=need.minor)  # fmt: skip
-                    (tmp / need.path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         _add_directories(tmp, entries)
         epoch = source_date_epoch()
         for entry in entries.values():
-            on_disk = tmp / entry.path.lstrip("/")
-            if entry.type == "f":
-                on_disk.chmod(entry.mode)
-                entry.size = on_disk.stat().st_size
-                entry.sha256 = _sha256(on_disk)
-            elif entry.type == "d":
-                on_disk.chmod(entry.mode)
             if entry.type in {"f", "d", "l"}:
-                os.utime(on_disk, (epoch, epoch), follow_symlinks=False)
+                try:
+                    tree.finish(entry, epoch)
+                except TreeConflict as c:
+                    who = entry.package or "a directory"
+                    fix = "fix the package, overlay or permissions line"
+                    raise _conflict(entries, c, f"{entry.path} ({who})", fix) from None
         sizes.check_rootfs(project, entries.values())  # the flash budget, before any swap
     except BaseException:
-        remove_tree(tmp)
+        tree.close()
+        remove_tree(tmp, setting=ROOTFS_SETTING, guard=guard)
         raise
+    tree.close()
     manifest = sorted(entries.values(), key=lambda e: e.path)
-    replace_tree(tmp, rootfs)
+    replace_tree(tmp, rootfs, setting=ROOTFS_SETTING, guard=guard)
     write_manifest(project, manifest)
-    write_outputs(project, manifest)
+    write_outputs(project, manifest, guard)
     write_stamp(
         project.rootfs_stamp,
         project.rootfs_key,
@@ -273,19 +412,23 @@ def source_date_epoch() -> int:
     return int(raw)
 
 
-def write_outputs(project: Project, manifest: list[Entry]) -> None:
+def write_outputs(project: Project, manifest: list[Entry], guard: Guard | None = None) -> None:
     """The output directory, replaced whole: images, kernel, manifest, sha256sums."""
     from fwbuild import images
     from fwbuild.sbom import write_sbom
 
+    guard = guard or guard_for(project)
     out = project.board.paths.output
-    tmp = out.with_name(f".{out.name}.new")
-    remove_tree(tmp)
     # An image holding files only root may read (a private key, chap-secrets) is itself a
     # secret: the directory is private from its creation and the images are 0600.
     secret = any(e.type == "f" and not e.mode & 0o004 for e in manifest)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.mkdir(mode=0o700 if secret else 0o755)
+    tmp = new_tree(
+        out.with_name(f".{out.name}.new"),
+        setting=OUTPUT_SETTING,
+        guard=guard,
+        what="output directory",
+        mode=0o700 if secret else 0o755,
+    )
     rootfs = project.board.paths.rootfs
     epoch = source_date_epoch()
     try:
@@ -313,31 +456,42 @@ def write_outputs(project: Project, manifest: list[Entry]) -> None:
         names.append(write_sbom(project, tmp))  # describes the files above (fwbuild.sbom)
         images.write_sha256sums(tmp, names)
     except BaseException:
-        remove_tree(tmp)
+        remove_tree(tmp, setting=OUTPUT_SETTING, guard=guard)
         raise
-    replace_tree(tmp, out)
+    replace_tree(tmp, out, setting=OUTPUT_SETTING, guard=guard)
 
 
-def _apply_permission(tmp: Path, entries: dict[str, Entry], perm: Entry, table: Path) -> None:
-    on_disk = tmp / perm.path.lstrip("/")
+def _apply_permission(tree: _Tree, entries: dict[str, Entry], perm: Entry, where: str) -> None:
     if perm.type == "f":
         existing = entries.get(perm.path)
+        if existing is not None and existing.type == "l":
+            raise ConfigError(
+                f"{where}: {perm.path} is listed as a file but is a symbolic link (to "
+                f"{existing.target}){_made_by(entries, perm.path.lstrip('/'))} in the rootfs; "
+                "name the file the link points to, or remove the line"
+            )
         if existing is None or existing.type != "f":
             raise ConfigError(
-                f"{table}: {perm.path} is listed as a file but no package or overlay installs "
+                f"{where}: {perm.path} is listed as a file but no package or overlay installs "
                 "it; fix the path or remove the line"
             )
         existing.mode, existing.uid, existing.gid = perm.mode, perm.uid, perm.gid
         return
-    if perm.type == "d":
-        on_disk.mkdir(parents=True, exist_ok=True)
-    elif perm.type == "l":
-        on_disk.parent.mkdir(parents=True, exist_ok=True)
-        if on_disk.is_symlink() or on_disk.exists():
-            on_disk.unlink()
-        os.symlink(perm.target, on_disk)
-    else:
-        on_disk.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if perm.type == "d":
+            tree.make_dir(perm.path)
+        elif perm.type == "l":
+            tree.put_link(perm.path, perm.target)
+        else:
+            tree.make_parent(perm.path)
+    except TreeConflict as c:
+        raise _conflict(
+            entries,
+            c,
+            f"{where}: {perm.path}",
+            "name the real directory in the permissions table (the link's target inside the "
+            "rootfs), or remove the line",
+        ) from None
     entries[perm.path] = perm
 
 
@@ -351,11 +505,9 @@ def _add_directories(tmp: Path, entries: dict[str, Entry]) -> None:
 
 def write_manifest(project: Project, manifest: list[Entry]) -> None:
     path = manifest_path(project)
-    # The image's manifest holds no build paths (reproducible); the rootfs path it was made in is
-    # kept beside it for the "is this ROOTFS_DIR ours" check.
+    # The image's manifest holds no build paths (reproducible); which directories the build made
+    # is told by their marker files (fwbuild.trees).
     data = {"entries": [asdict(e) for e in manifest]}
-    owner = owner_path(project)
-    owner.write_text(str(project.board.paths.rootfs) + "\n")
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)

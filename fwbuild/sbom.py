@@ -37,6 +37,7 @@ from urllib.parse import quote
 from fwbuild.project import Project, digest_json
 from fwbuild.recipe import Package
 from fwbuild.rootfs import source_date_epoch
+from fwbuild.trees import MARKER
 
 FILE_NAME = "sbom.spdx.json"
 NOASSERTION = "NOASSERTION"
@@ -46,8 +47,9 @@ SPDX_ALGOS = {"sha1": "SHA1", "sha256": "SHA256", "sha512": "SHA512", "md5": "MD
 UNLISTED_LICENSES = {
     "Public-Domain": "Public domain: the authors of these files claim no copyright on them.",
 }
-# Files of the output directory that are not described: the SBOM itself and the checksums of all.
-NOT_DESCRIBED = frozenset({FILE_NAME, "sha256sums"})
+# Files of the output directory that are not described: the SBOM itself, the checksums of all
+# and the build's ownership marker (fwbuild.trees).
+NOT_DESCRIBED = frozenset({FILE_NAME, "sha256sums", MARKER})
 _TOKEN = re.compile(r"[()]|[^\s()]+")
 _ID_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
 

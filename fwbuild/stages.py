@@ -21,7 +21,8 @@ from fwbuild.project import STAGES, Project, write_stamp
 from fwbuild.recipe import Package, expand_target_files
 from fwbuild.steps import Context, clean_env
 from fwbuild.toolchain import build_triplet
-from fwbuild.unpack import copy_tree, extract_tarball, remove_tree, replace_tree
+from fwbuild.trees import copy_tree, guard_for, remove_tree, replace_tree
+from fwbuild.unpack import extract_tarball
 
 TREE_STATE = "tree-state"  # "pristine" after the patch stage, "configured" once configure ran
 
@@ -98,9 +99,11 @@ def fresh_tree(project: Project, pkg: Package) -> None:
 
     name = pkg.name
     work = project.workdir(name)
+    guard = guard_for(project)  # work trees are the build's by location (fwbuild.trees)
+    setting = f"the source tree of {name} (under FWBUILD_BUILD_DIR)"
     work.mkdir(parents=True, exist_ok=True)
     tmp = work / "src.new"
-    remove_tree(tmp)
+    remove_tree(tmp, setting=setting, guard=guard)
     override = project.overrides.packages.get(name)
     try:
         local = project.local_source_dir(pkg)
@@ -135,10 +138,10 @@ def fresh_tree(project: Project, pkg: Package) -> None:
 
         pkg.post_patch(tmp, local_file)
     except BaseException:
-        remove_tree(tmp)
+        remove_tree(tmp, setting=setting, guard=guard)
         raise
     (work / TREE_STATE).write_text("pristine\n")
-    replace_tree(tmp, project.srcdir(name))
+    replace_tree(tmp, project.srcdir(name), setting=setting, guard=guard)
 
 
 def do_patch(project: Project, name: str) -> None:
@@ -215,7 +218,9 @@ def do_install(project: Project, name: str) -> None:
     pkg = project.packages[name]
     final = project.stagingdir(name)
     tmp = final.with_name("staging.new")
-    remove_tree(tmp)
+    guard = guard_for(project)
+    setting = f"the staging directory of {name} (under FWBUILD_BUILD_DIR)"
+    remove_tree(tmp, setting=setting, guard=guard)
     tmp.mkdir(parents=True)
     _start_log(project, name, "install")
     try:
@@ -230,7 +235,7 @@ def do_install(project: Project, name: str) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    replace_tree(tmp, final)
+    replace_tree(tmp, final, setting=setting, guard=guard)
     finish(project, name, "install", started)
 
 

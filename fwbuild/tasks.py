@@ -163,12 +163,17 @@ def run_extra(board_file: str, name: str, task: str) -> Any:
     return _guarded(lambda: do_extra(project, name, task))
 
 
-def run_dirclean(board_file: str, name: str) -> None:
-    from fwbuild.unpack import remove_tree
+def run_dirclean(board_file: str, name: str) -> Any:
+    from fwbuild.trees import guard_for, remove_tree
 
     project = project_for(board_file)
-    remove_tree(project.workdir(name))
-    project.rootfs_stamp.unlink(missing_ok=True)
+
+    def clean() -> None:
+        setting = f"the work directory of {name} (under FWBUILD_BUILD_DIR)"
+        remove_tree(project.workdir(name), setting=setting, guard=guard_for(project))
+        project.rootfs_stamp.unlink(missing_ok=True)
+
+    return _guarded(clean)
 
 
 def run_legal_info(board_file: str) -> Any:
@@ -350,10 +355,13 @@ def _unstamp(board_file: str, name: str, stage: str) -> None:
 
 def doit_config(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
     from fwbuild.report import build_reporter
+    from fwbuild.trees import check_project
 
     project = project_for(project_key(board_file, project_dir))
     build = project.board.paths.build
-    build.mkdir(parents=True, exist_ok=True)
+    # Creates or adopts the build directory (its marker makes the work trees the build's) and
+    # refuses, by name, output directories the build may never replace (fwbuild.trees).
+    check_project(project)
     return {
         "default_tasks": ["rootfs"],
         "dep_file": str(build / ".doit.db"),

@@ -64,6 +64,9 @@ class VpnPki(Package):
     def validate(self):
         self.pki()
 
+    def protected_paths(self):
+        return {pki_path(self.board): "the PKI directory (FWBUILD_PKI_DIR / [pki] path)"}
+
     def runtime_inputs(self):
         vpn, pki = self.pki()
         own = vpn.client_user or vpn.server_name

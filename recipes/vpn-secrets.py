@@ -29,6 +29,10 @@ class VpnSecrets(Package):
         for user, password in load_passwords(path, vpn.users, create=False).items():
             pppd_word(password, what=f"the password of {user!r} in {path}")
 
+    def protected_paths(self):
+        # the file: no tree may be its directory or hold it (a tree beside it is fine)
+        return {secrets_path(self.board): "the secrets file (FWBUILD_SECRETS / [secrets] path)"}
+
     def runtime_inputs(self):
         path = secrets_path(self.board)
         return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"

@@ -1,0 +1,400 @@
+"""Directories the build replaces or removes, and writing inside a tree without following links.
+
+One ownership rule covers every tree the build replaces whole or removes (``ROOTFS_DIR``,
+``FWBUILD_OUTPUT_DIR`` and a profile's sibling ``output-client``, ``output/legal-info``, the
+package work trees ``build/<pkg>/src`` and ``staging``, ``doit dirclean``'s work directory):
+
+* some directories are refused by name, whatever is in them: ``/``, the home directory, the
+  project (repository) directory and every directory above it, the build directory and every
+  directory above it, and the *protected* paths: the download cache (``FWBUILD_DL_DIR``), local
+  source trees of the overrides file, and what recipes declare (``Package.protected_paths``: the
+  PKI directory, the secrets file's directory), with every directory above or below them;
+* a directory that does not exist, or is empty, may be taken;
+* an existing non-empty directory is replaced or removed only when the build made it: it, or a
+  directory above it, holds the marker file ``.fwbuild-owned`` that the build writes into every
+  tree it creates outside its work trees (the rootfs, the output directory, legal-info) and into
+  the build directory itself (so the work trees under ``build/<pkg>/`` are ours by location).
+
+Migration: trees made before the marker existed are recognised by what those builds recorded:
+a build directory holding doit's ``.doit.db`` or a ``stamps/`` directory, the ``rootfs.owner``
+record beside the rootfs, and the rootfs stamps (``build/stamps/rootfs-*.json``), whose inputs
+name the rootfs and output directories they were made in. The next replacement writes the marker.
+
+The marker never enters an image (images are made from the manifest, which lists what packages,
+the overlay and the permissions table put there) and holds no time or path, so it changes nothing
+in a reproducible build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import pwd
+import shutil
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fwbuild.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fwbuild.project import Project
+
+MARKER = ".fwbuild-owned"
+
+
+# --- which directories may be replaced ----------------------------------------------------------
+@dataclass(frozen=True)
+class Guard:
+    """What one project's trees must never be, and what earlier builds recorded as theirs."""
+
+    # refused when a target is one of them or above one: (path, what it is)
+    above: tuple[tuple[Path, str], ...] = ()
+    # refused when a target is one of them, above one or below one
+    protected: tuple[tuple[Path, str], ...] = ()
+    # made by a build before markers existed (trusted like a marker; see the module doc)
+    legacy: frozenset[Path] = field(default_factory=frozenset)
+
+
+def _resolved(path: Path) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(path)))
+
+
+def _homes() -> set[Path]:
+    homes = {Path.home()}
+    with contextlib.suppress(KeyError):
+        homes.add(Path(pwd.getpwuid(os.getuid()).pw_dir))
+    return {_resolved(h) for h in homes if str(h) not in {"", "/"}}
+
+
+def make_guard(
+    *,
+    project_dir: Path,
+    build_dir: Path | None = None,
+    protected: Mapping[Path, str] | None = None,
+    legacy: Iterable[Path] = (),
+) -> Guard:
+    above = [(h, "your home directory") for h in _homes()]
+    above.append((_resolved(project_dir), "the project (repository) directory"))
+    if build_dir is not None:
+        above.append((_resolved(build_dir), "the build directory (FWBUILD_BUILD_DIR)"))
+    return Guard(
+        above=tuple(above),
+        protected=tuple((_resolved(p), why) for p, why in (protected or {}).items()),
+        legacy=frozenset(_resolved(p) for p in legacy),
+    )
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def refusal(path: Path, guard: Guard) -> str | None:
+    """Why ``path`` may never be replaced or removed, or None."""
+    real = _resolved(path)
+    if real == Path("/"):
+        return "the root directory /"
+    for named, why in (*guard.protected, *guard.above):
+        if real == named:
+            return why
+    for protected, why in guard.protected:
+        if _within(real, protected):
+            return f"inside {why} ({protected})"
+    for named, why in (*guard.above, *guard.protected):
+        if _within(named, real):
+            return f"a directory holding {why} ({named})"
+    return None
+
+
+def check_target(path: Path, setting: str, guard: Guard) -> None:
+    """Refuse, by name, a directory the build must never replace (before anything is touched)."""
+    why = refusal(path, guard)
+    if why is not None:
+        raise ConfigError(
+            f"{setting} is {path}, which is {why}: the build replaces {setting} whole and would "
+            f"delete it. Point {setting} at a new or empty directory of its own (or leave it "
+            "unset for the default)"
+        )
+
+
+def is_owned(path: Path, guard: Guard) -> bool:
+    """Whether the build made ``path``: a marker in it or above it, or an older build's record."""
+    real = _resolved(path)
+    for p in (real, *real.parents):
+        if p in guard.legacy:
+            return True
+        try:
+            if stat.S_ISREG(os.lstat(p / MARKER).st_mode):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def claim(path: Path, setting: str, guard: Guard) -> None:
+    """Check that the build may replace or remove ``path``; ConfigError naming ``setting`` if not.
+
+    Allowed: nothing there, an empty directory, or a directory the build made (``is_owned``).
+    """
+    check_target(path, setting, guard)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        found = f"is a symbolic link (to {os.readlink(path)}), not a directory the build made"
+    elif not stat.S_ISDIR(info.st_mode):
+        found = "is a file, not a directory the build made"
+    else:
+        with os.scandir(path) as entries:
+            if next(entries, None) is None:
+                return  # an empty directory may be taken over
+        if is_owned(path, guard):
+            return
+        found = f"exists, is not empty and was not made by this build (it holds no {MARKER} marker)"
+    raise ConfigError(
+        f"{setting} is {path}, which {found}; the build replaces {setting} whole and would "
+        f"delete what is there. Point {setting} at a new or empty directory, or move the "
+        "directory away yourself if an older build made it"
+    )
+
+
+def write_marker(tree: Path, what: str) -> None:
+    """Mark ``tree`` as made by the build (what made it, no time or path: reproducible)."""
+    data = json.dumps({"made_by": "fwbuild", "tree": what}, sort_keys=True) + "\n"
+    fd = os.open(tree / MARKER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(data)
+
+
+def claim_build_dir(build: Path, guard: Guard) -> None:
+    """Create or adopt the build directory and mark it, so the work trees in it are ours.
+
+    A build directory made before markers existed is recognised by doit's database or a
+    ``stamps/`` directory in it; anything else that is not empty is refused.
+    """
+    setting = "FWBUILD_BUILD_DIR ([paths] build)"
+    probe = Guard(above=tuple(a for a in guard.above if a[0] != _resolved(build)),
+                  protected=guard.protected, legacy=guard.legacy)  # fmt: skip
+    check_target(build, setting, probe)
+    if (build / MARKER).is_file():
+        return
+    if build.is_dir() and not build.is_symlink():
+        with os.scandir(build) as it:
+            names = {e.name for e in it}
+        legacy = ".doit.db" in names or (build / "stamps").is_dir()
+        if names and not legacy and not is_owned(build, guard):
+            raise ConfigError(
+                f"{setting} is {build}: it exists, is not empty and was not made by this build "
+                f"(it holds no {MARKER} marker); the build creates and removes work trees in it. "
+                f"Point {setting} at a new or empty directory"
+            )
+    elif (build.exists() or build.is_symlink()) and not build.is_dir():
+        raise ConfigError(f"{setting} is {build}, which is not a directory; point it at one")
+    build.mkdir(parents=True, exist_ok=True)
+    write_marker(build, "build directory")
+
+
+def _legacy_records(project: Project) -> list[Path]:
+    """Directories that builds before the marker recorded as theirs (see the module doc)."""
+    found: list[Path] = []
+    rootfs = project.board.paths.rootfs
+    if rootfs.name:
+        with contextlib.suppress(OSError, ValueError):
+            found.append(Path(rootfs.with_name(f"{rootfs.name}.owner").read_text().strip()))
+    stamps = project.board.paths.build / "stamps"
+    for stamp in sorted(stamps.glob("rootfs-*.json")) if stamps.is_dir() else []:
+        try:
+            inputs = json.loads(stamp.read_text()).get("inputs", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        for key in ("rootfs_dir", "output_dir"):
+            if isinstance(inputs, dict) and isinstance(inputs.get(key), str):
+                found.append(Path(inputs[key]))
+    return [p for p in found if p.is_absolute() and p != Path("/")]
+
+
+def protected_paths(project: Project) -> dict[Path, str]:
+    """What no tree of the project may be: the download cache, local sources, recipes' paths."""
+    paths: dict[Path, str] = {project.board.paths.downloads: "the download cache (FWBUILD_DL_DIR)"}
+    overrides = project.overrides
+    for name, override in overrides.packages.items():
+        if override.srcdir:
+            paths[override.srcdir] = f"the local source tree of {name} ({overrides.file})"
+    for pkg in project.packages.values():
+        declared = getattr(pkg, "protected_paths", None)
+        if callable(declared):
+            for path, why in declared().items():
+                paths[Path(path)] = f"{why} (recipe {pkg.name})"
+    return paths
+
+
+def guard_for(project: Project) -> Guard:
+    """The project's guard; also creates or adopts (and marks) its build directory."""
+    guard = make_guard(
+        project_dir=project.board.paths.project,
+        build_dir=project.board.paths.build,
+        protected=protected_paths(project),
+        legacy=_legacy_records(project),
+    )
+    claim_build_dir(project.board.paths.build, guard)
+    return guard
+
+
+def output_targets(project: Project) -> dict[str, Path]:
+    """The trees a board's build replaces whole, by the setting that names them."""
+    paths = project.board.paths
+    return {"ROOTFS_DIR": paths.rootfs, "FWBUILD_OUTPUT_DIR ([paths] output)": paths.output}
+
+
+def check_project(project: Project) -> Guard:
+    """Refuse, when the project loads, output directories the build may never replace."""
+    guard = guard_for(project)
+    for setting, path in output_targets(project).items():
+        check_target(path, setting, guard)
+    return guard
+
+
+# --- replacing and removing -----------------------------------------------------------------------
+def _sibling(path: Path, suffix: str) -> Path:
+    if not path.name:
+        raise ConfigError(f"{path} has no name of its own; the build cannot make a tree there")
+    return path.with_name(f".{path.name}.{suffix}")
+
+
+def remove_tree(path: Path, *, setting: str, guard: Guard) -> None:
+    """Remove a directory the build owns: renamed aside first, so a crash leaves no half."""
+    claim(path, setting, guard)
+    if not os.path.lexists(path):
+        return
+    trash = _sibling(path, f"trash-{os.getpid()}")
+    if os.path.lexists(trash):
+        shutil.rmtree(trash)
+    path.rename(trash)
+    shutil.rmtree(trash)
+
+
+def new_tree(
+    path: Path, *, setting: str, guard: Guard, what: str | None, mode: int = 0o755
+) -> Path:
+    """Make an empty tree at ``path`` (removing a leftover one), marked when ``what`` is given."""
+    remove_tree(path, setting=setting, guard=guard)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=mode)
+    if what is not None:
+        write_marker(path, what)
+    return path
+
+
+def replace_tree(new: Path, dest: Path, *, setting: str, guard: Guard) -> None:
+    """Put the finished tree ``new`` where ``dest`` is, if the build may replace ``dest``: the old
+    one is renamed aside first and removed last, so no half-written tree is under the real name."""
+    claim(dest, setting, guard)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    old = _sibling(dest, "old")
+    remove_tree(old, setting=setting, guard=guard)
+    if os.path.lexists(dest):
+        dest.rename(old)
+    new.rename(dest)
+    if os.path.lexists(old):
+        shutil.rmtree(old)  # claimed above, under its own name
+
+
+def copy_tree(src: Path, dest: Path) -> None:
+    """Copy a local source tree (an override) into ``dest``, leaving VCS metadata behind."""
+    shutil.copytree(
+        src,
+        dest,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(".git", ".hg", ".svn"),
+    )
+
+
+# --- inside a tree, never through a link ----------------------------------------------------------
+class TreeConflict(Exception):
+    """A path inside a tree runs into a symbolic link or a non-directory on the way."""
+
+    def __init__(self, path: str, kind: str, target: str = "") -> None:
+        self.path = path  # relative to the tree, e.g. "var/run"
+        self.kind = kind  # "link", "file" or "directory"
+        self.target = target  # a link's target
+        super().__init__(path)
+
+    def describe(self) -> str:
+        if self.kind == "link":
+            return f"/{self.path} is a symbolic link (to {self.target})"
+        if self.kind == "directory":
+            return f"/{self.path} is a directory"
+        return f"/{self.path} is not a directory"
+
+
+def split(rel: str) -> list[str]:
+    parts = [p for p in rel.split("/") if p and p != "."]
+    if ".." in parts:
+        raise TreeConflict(rel, "file")
+    return parts
+
+
+def conflict_at(parent_fd: int, name: str, done: Sequence[str]) -> TreeConflict:
+    """What is at ``name`` (a link, a file, a directory) that a walk or an open ran into."""
+    rel = "/".join([*done, name])
+    info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    if stat.S_ISLNK(info.st_mode):
+        return TreeConflict(rel, "link", os.readlink(name, dir_fd=parent_fd))
+    if stat.S_ISDIR(info.st_mode):
+        return TreeConflict(rel, "directory")
+    return TreeConflict(rel, "file")
+
+
+def open_dir(root_fd: int, parts: Sequence[str], *, create: bool, mode: int = 0o755) -> int:
+    """A descriptor of the directory ``parts`` below ``root_fd``, never following a link on the
+    way (TreeConflict names the link); ``create`` makes missing directories."""
+    fd = os.dup(root_fd)
+    try:
+        for index, part in enumerate(parts):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, mode, dir_fd=fd)
+            try:
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in {errno.ELOOP, errno.ENOTDIR}:
+                    raise conflict_at(fd, part, parts[:index]) from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_root(root: Path) -> int:
+    return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+
+
+def read_file(root: Path, rel: str) -> bytes:
+    """A regular file's bytes, reached from ``root`` without following any link."""
+    parts = split(rel)
+    root_fd = open_root(root)
+    try:
+        parent = open_dir(root_fd, parts[:-1], create=False)
+    finally:
+        os.close(root_fd)
+    try:
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise conflict_at(parent, parts[-1], parts[:-1]) from None
+            raise
+    finally:
+        os.close(parent)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise TreeConflict(rel, "directory")
+        return fh.read()
