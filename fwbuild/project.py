@@ -485,9 +485,16 @@ def read_stamp(path: Path) -> dict[str, Any] | None:
 
 
 def write_stamp(path: Path, key: str, **extra: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a stamp atomically, private to its owner: a stage's inputs may be digests of secrets
+    (a passwords file), and a digest of a password is a password to a dictionary attack."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.stat().st_mode & 0o077:
+        path.parent.chmod(0o700)  # a stamps directory made before stamps were private
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, **extra}, indent=1))
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps({"key": key, **extra}, indent=1))
     tmp.replace(path)
 
 

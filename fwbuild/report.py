@@ -80,7 +80,9 @@ def diff_inputs(package: str | None, old: dict[str, Any], new: dict[str, Any]) -
         a, b = old.get(key), new.get(key)
         if a == b:
             continue
-        if key in STAGES and package:
+        if key == "runtime":  # digests of what the steps read (a secrets file): never shown
+            reasons.append("runtime inputs changed (files the steps read)")
+        elif key in STAGES and package:
             reasons.append(f"{key}:{package} changed")
         elif key in {"deps", "packages"} and isinstance(a, dict) and isinstance(b, dict):
             for dep in sorted(set(a) | set(b)):
@@ -168,6 +170,7 @@ class BuildReporter(ConsoleReporter):
 
     def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
         super().__init__(outstream, options)
+        _lock_build(self.project_key)
         self.t0 = time.monotonic()
         self.wall0 = time.time()
         self.records: dict[str, TaskRecord] = {}
@@ -323,6 +326,25 @@ def _only_pictures(records: list[TaskRecord]) -> bool:
         r.task.partition(":")[0].lstrip("_") for r in records if r.result in {"ran", "failed"}
     ]
     return bool(worked) and all(t in PICTURE_TASKS for t in worked)
+
+
+def _lock_build(project_key: str | None) -> None:
+    """One build per build directory (fwbuild.lock): doit makes the reporter in its main process
+    only for commands that run tasks, before the first task, so this is where the lock is taken;
+    ``doit list`` and ``doit info`` never wait behind a running build."""
+    if not project_key:
+        return
+    import sys
+
+    from fwbuild.errors import BuildError
+    from fwbuild.lock import lock_build_dir
+    from fwbuild.tasks import project_for
+
+    try:
+        lock_build_dir(project_for(project_key).board.paths.build)
+    except BuildError as exc:
+        print(f"fwbuild: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _lock_build(project_key: str | None) -> None:
