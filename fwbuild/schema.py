@@ -94,7 +94,8 @@ Size = Annotated[
 class Section(BaseModel):
     """A table of the board file: unknown keys are errors, types are not coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # defer_build: a model is built when first used (the overrides file's only with one)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class BoardTable(Section):
