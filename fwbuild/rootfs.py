@@ -5,6 +5,13 @@ half-installed. Ownership, device nodes and modes that a non-root build cannot (
 put on disk are recorded in the manifest, which is what the image writers read: the rootfs
 directory is a view for people and tests, the manifest is the truth.
 
+A link that a package or the overlay puts into the rootfs (``var/run -> /run``) is an entry of
+the image, never a way out of the tree: every file, directory, mode and time is written through
+descriptors opened from the tree's root without following links (``fwbuild.trees``), and a
+package file, overlay file or permissions line that would go through a link, or replace a
+directory, is an error naming it and the link. Which directories ROOTFS_DIR and the output
+directory may be is ``fwbuild.trees``'s ownership rule.
+
 The permissions table (Buildroot's device table, simplified) has one entry a line::
 
     # path                           type mode uid gid  major minor | link target

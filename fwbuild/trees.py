@@ -93,8 +93,9 @@ def _within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def refusal(path: Path, guard: Guard) -> str | None:
-    """Why ``path`` may never be replaced or removed, or None."""
+def refusal(path: Path, guard: Guard, *, whole: bool = True) -> str | None:
+    """Why ``path`` may never be replaced or removed, or None. ``whole=False`` for a directory
+    that is never removed whole (the build directory): it may hold a protected path."""
     real = _resolved(path)
     if real == Path("/"):
         return "the root directory /"
@@ -104,7 +105,7 @@ def refusal(path: Path, guard: Guard) -> str | None:
     for protected, why in guard.protected:
         if _within(real, protected):
             return f"inside {why} ({protected})"
-    for named, why in (*guard.above, *guard.protected):
+    for named, why in (*guard.above, *(guard.protected if whole else ())):
         if _within(named, real):
             return f"a directory holding {why} ({named})"
     return None
@@ -180,7 +181,14 @@ def claim_build_dir(build: Path, guard: Guard) -> None:
     setting = "FWBUILD_BUILD_DIR ([paths] build)"
     probe = Guard(above=tuple(a for a in guard.above if a[0] != _resolved(build)),
                   protected=guard.protected, legacy=guard.legacy)  # fmt: skip
-    check_target(build, setting, probe)
+    # never removed whole, so it may hold the download cache (FWBUILD_DL_DIR=build/dl)
+    why = refusal(build, probe, whole=False)
+    if why is not None:
+        raise ConfigError(
+            f"{setting} is {build}, which is {why}: the build creates and replaces work trees "
+            f"in it. Point {setting} at a new or empty directory of its own (or leave it unset "
+            "for the default)"
+        )
     if (build / MARKER).is_file():
         return
     if build.is_dir() and not build.is_symlink():

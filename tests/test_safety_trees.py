@@ -266,6 +266,31 @@ def test_old_rootfs_stamp_records_are_trusted(built: Path, tmp_path: Path) -> No
     assert (out / MARKER).is_file() and (built / "build" / "rootfs" / MARKER).is_file()
 
 
+def test_markers_stay_out_of_the_images(built: Path) -> None:
+    import tarfile
+
+    assert (built / "build" / "rootfs" / MARKER).is_file()
+    assert (built / "output" / MARKER).is_file() and (built / "build" / MARKER).is_file()
+    with tarfile.open(built / "output" / "rootfs.tar") as tar:
+        names = tar.getnames()
+    assert "./usr/bin/hello" in names and not [n for n in names if MARKER in n]
+    manifest = (built / "output" / "manifest.json").read_text()
+    sums = (built / "output" / "sha256sums").read_text()
+    sbom = (built / "output" / "sbom.spdx.json").read_text()
+    assert MARKER not in manifest + sums + sbom
+
+
+def test_dirclean_never_removes_a_protected_directory(built: Path, tmp_path: Path) -> None:
+    # the download cache where a package's work directory would be: dirclean:vault refuses
+    dl = built / "build" / "vault"
+    before = snapshot(dl)
+    run = run_doit(built, "dirclean:vault", env=doit_env(FWBUILD_DL_DIR=str(dl)))
+    refused(run, "the work directory of vault", "download cache")
+    assert snapshot(dl) == before
+    ok = run_doit(built, "dirclean:vault")
+    assert ok.returncode == 0 and not dl.exists(), ok.output
+
+
 # --- 2. assembling the rootfs never goes through a link ----------------------------------------
 def test_permissions_line_on_an_overlay_link_is_refused(built: Path, tmp_path: Path) -> None:
     host = tmp_path / "host-run"
