@@ -1,15 +1,20 @@
 """The board file: what a board is made of and where its build lives.
 
-A board file is TOML. The engine reads only the keys below; anything else in it belongs to the
-board's own recipes and templates and is handed through untouched as ``Board.data``.
+A board file is TOML. The engine reads the sections below; the other sections belong to the
+board's recipes, which declare them (``Package.settings``), and are handed through as
+``Board.data`` (typed: ``Board.settings(name)``). A section nobody declares is an error.
 
     [board]      name, packages (what goes into the rootfs; dependencies are pulled in),
-                 extends (another board file underneath this one), profile (see _profiled)
+                 extends (another board file underneath this one), profile (see _profiled),
+                 jobs, offline
     [target]     arch, cpu, libc, triplet, cflags, ldflags
     [variants]   name = true/false, read by recipes (``when="+mppc"``)
-    [paths]      build, downloads, rootfs, output (relative to the project directory)
+    [paths]      build, downloads, rootfs, output, recipes, patches, pins (relative to the project)
     [mirrors]    primary, backup
-    [rootfs]     overlay (a directory copied into the rootfs), permissions (a table file)
+    [rootfs]     overlay (a directory copied into the rootfs), permissions (a table file),
+                 max_size and [rootfs.package_limits] (size budgets)
+    [image]      max_initramfs (a size budget)
+    [downloads]  timeout, deadline, min_speed, max_size
     [toolchains.NAME]  further toolchains recipes can ask for (kind = "gcc", prefix, install)
     [tasks.NAME]       board-level task names: doc = "…", run = ["install:linux", …]
 
