@@ -183,7 +183,10 @@ def _in_state(path: Path, code: int) -> bool:
     while not path.exists() and path != path.parent:
         path = path.parent
     if code == errno.EROFS:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        try:
+            return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except OSError:
+            return False
     free = free_bytes(path)
     return free is not None and free < LOW_SPACE
 
