@@ -162,6 +162,12 @@ def _profiled(path: Path, profile: str | None, *, sibling: bool = False) -> Path
     packages are built once, but writes its rootfs and images beside the board's, not in them."""
     if not profile:
         return path
+    if sibling and not path.name:  # "/": no sibling; the trees' rule refuses it (fwbuild.trees)
+        raise ConfigError(
+            f"ROOTFS_DIR or FWBUILD_OUTPUT_DIR is {path}, the root directory: the build replaces "
+            "these directories whole and would delete it. Point them at new or empty directories "
+            "of their own (or leave them unset for the defaults)"
+        )
     return path.with_name(f"{path.name}-{profile}") if sibling else path / profile
 
 

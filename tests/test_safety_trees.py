@@ -187,6 +187,15 @@ def test_rootfs_dir_root_is_refused_by_name(built: Path) -> None:
     refused(run, "ROOTFS_DIR is /, which is the root directory /")
     assert run.output.count("\n") <= 2  # one paragraph, not a traceback
     assert not run.ran
+    # a profile's rootfs is a sibling of ROOTFS_DIR: / has none, and is refused the same way
+    env = doit_env(
+        ROOTFS_DIR="/",
+        FWBUILD_BOARD=str(REPO / "configs" / "siso-client.toml"),
+        FWBUILD_BUILD_DIR=str(built.parent / "client-build"),
+        FWBUILD_PKI_DIR=str(built.parent / "client-pki"),
+        FWBUILD_SECRETS=str(built.parent / "client-secrets.toml"),
+    )
+    refused(run_doit(REPO, "rootfs", env=env), "ROOTFS_DIR or FWBUILD_OUTPUT_DIR is /")
 
 
 def test_project_and_build_dirs_are_refused(built: Path) -> None:
