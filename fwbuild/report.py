@@ -347,25 +347,6 @@ def _lock_build(project_key: str | None) -> None:
         raise SystemExit(2) from None
 
 
-def _lock_build(project_key: str | None) -> None:
-    """One build per build directory (fwbuild.lock): doit makes the reporter in its main process
-    only for commands that run tasks, before the first task, so this is where the lock is taken;
-    ``doit list`` and ``doit info`` never wait behind a running build."""
-    if not project_key:
-        return
-    import sys
-
-    from fwbuild.errors import BuildError
-    from fwbuild.lock import lock_build_dir
-    from fwbuild.tasks import project_for
-
-    try:
-        lock_build_dir(project_for(project_key).board.paths.build)
-    except BuildError as exc:
-        print(f"fwbuild: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def build_reporter(project_key: str) -> type[BuildReporter]:
     """The reporter class for ``DOIT_CONFIG`` (a class: doit makes one per run)."""
     BuildReporter.project_key = project_key
