@@ -374,6 +374,9 @@ class Project:
 
     def local_file(self, source: Source) -> Path:
         """Where a source lives once fetched: its override, or the download directory."""
+        from fwbuild.alternatives import chosen
+
+        source = chosen(self, source)  # the recipe's file or the fallback that stands for it
         override = self.overrides.files.get(source.filename)
         if override:
             return override.path
@@ -406,6 +409,10 @@ class Project:
                 local = self.overrides.files.get(s.filename)
                 digests = local.digests if local else self.remote_digests(s)
                 files.append([s.filename, digests, str(local.path) if local else None])
+                if s.fallbacks:
+                    from fwbuild.alternatives import fetch_inputs
+
+                    files[-1].append(fetch_inputs(self, s))
             if override and override.tarball:
                 files[0] = ["override", override.tarball.digests, str(override.tarball.path)]
             return {**base, "files": files}

@@ -51,9 +51,47 @@ class Source:
     sha1: str | None = None
     md5: str | None = None
     when: str | None = None
+    # Other files that can stand in for this one when it cannot be had (its hosts are dead) or
+    # is not pinned, tried in order; see ``GitSource`` and fwbuild.alternatives.
+    fallbacks: tuple[Source, ...] = ()
 
     def digests(self) -> dict[str, str]:
         return {a: getattr(self, a).lower() for a in DIGEST_ALGOS if getattr(self, a)}
+
+
+# Capitalised: it reads as a declaration beside Source and Patch.
+def GitSource(
+    repo: str, commit: str, *, filename: str, sha256: str, path: str | None = None
+) -> Source:
+    """A fallback from a git repository at a full commit id (fwbuild.gitsource).
+
+    Without ``path``: the tree at ``commit`` as our reproducible tar (``filename`` must end in
+    ``.tar``; ``sha256`` is that archive's). With ``path``: that one file's bytes. Either is a
+    different file from the upstream one, with its own name and digest, so the build, the SBOM
+    and the report can say which of them was used::
+
+        Source("l2tpd-0.69.tar.gz", urls=(...), md5="...", fallbacks=(
+            GitSource("https://github.com/sina-ht/l2tpd.git", "c729b8c8…",
+                      filename="l2tpd-0.69-git-c729b8c8.tar", sha256="..."),))
+    """
+    from fwbuild.gitsource import git_url, parse_git_url
+
+    url = git_url(repo, commit, path)
+    try:
+        parse_git_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"GitSource {repo} @ {commit}: {url} is not usable: {exc}") from None
+    if not isinstance(sha256, str) or len(sha256) != 64 or sha256.strip("0123456789abcdef"):
+        raise ConfigError(
+            f"GitSource {repo} @ {commit}: sha256 {sha256!r} is not 64 lower-case hex digits; "
+            "export it once and take the sha256 the build prints (see fwbuild.gitsource)"
+        )
+    if path is None and not filename.endswith(".tar"):
+        raise ConfigError(
+            f"GitSource {repo}: the archive of a whole tree is an uncompressed tar, so its file "
+            f"name must end in .tar, not {filename!r}"
+        )
+    return Source(filename, urls=(url,), sha256=sha256)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,16 @@ class TaskRecord:
     _t0: float = field(default=0.0, repr=False)
 
 
+def _sources(project: Project) -> list[dict[str, str]] | str:
+    """Which file stood for each declared download (fwbuild.alternatives); never fails."""
+    from fwbuild.alternatives import sources_used
+
+    try:
+        return sources_used(project)
+    except Exception as exc:  # the report never fails a build
+        return f"unknown ({type(exc).__name__}: {exc})"
+
+
 def report_path(project: Project) -> Path:
     return project.board.paths.build / REPORT_NAME
 
@@ -282,6 +292,7 @@ class BuildReporter(ConsoleReporter):
                 "tasks": [
                     {k: v for k, v in asdict(r).items() if not k.startswith("_")} for r in records
                 ],
+                "sources": _sources(self.project),
             }
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")

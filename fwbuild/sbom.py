@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fwbuild.project import Project, digest_json
-from fwbuild.recipe import Package
+from fwbuild.recipe import Package, Source
 from fwbuild.rootfs import source_date_epoch
 from fwbuild.trees import MARKER
 
@@ -101,29 +101,38 @@ def origin(project: Project, pkg: Package) -> Origin:
     sources = pkg.active_sources()
     if not sources:
         return Origin(None, NOASSERTION, {}, "no source: the recipe makes its files itself")
-    first = sources[0]
+    first, (url, note) = used(project, sources[0])
     local = project.overrides.files.get(first.filename)
     return Origin(
         first.filename,
-        first.urls[0] if first.urls else NOASSERTION,
+        url,
         local.digests if local else project.remote_digests(first),
-        "built from a local copy of the archive (overrides file)" if local else "",
+        "built from a local copy of the archive (overrides file)" if local else note,
     )
+
+
+def used(project: Project, source: Source) -> tuple[Source, tuple[str, str]]:
+    """The file that stands for ``source`` (the recipe's, an override or a fallback: see
+    fwbuild.alternatives), with its downloadLocation and a note saying which it is."""
+    from fwbuild.alternatives import chosen, download_location
+
+    return chosen(project, source), download_location(project, source)
 
 
 def patch_series(project: Project, pkg: Package) -> list[AppliedPatch]:
     """Downloaded patches in declaration order, then ours in name order (as the patch stage)."""
     series: list[AppliedPatch] = []
-    for p in pkg.active_patches():
+    for declared in pkg.active_patches():
+        p, (url, _) = used(project, declared)
         local = project.overrides.files.get(p.filename)
         series.append(
             AppliedPatch(
                 p.filename,
                 ours=False,
-                url=p.urls[0] if p.urls else None,
+                url=None if url == NOASSERTION else url,
                 digests=local.digests if local else project.remote_digests(p),
-                strip=p.strip,
-                path=project.local_file(p),
+                strip=declared.strip,
+                path=project.local_file(declared),
             )
         )
     for path in pkg.own_patches:
@@ -309,13 +318,14 @@ def sbom_document(project: Project, outputs: Path | None = None) -> dict[str, An
         if pkg.toolchain in toolchain_ids:
             relationships.append(_relationship(toolchain_ids[pkg.toolchain], "BUILD_TOOL_OF", pid))
 
-        for extra in pkg.active_sources()[1:]:
+        for declared in pkg.active_sources()[1:]:
+            extra, (extra_url, _) = used(project, declared)
             sid = ids.make("Source", f"{name}-{extra.filename}")
             local = project.overrides.files.get(extra.filename)
             source: dict[str, Any] = {
                 "SPDXID": sid,
                 "name": extra.filename,
-                "downloadLocation": extra.urls[0] if extra.urls else NOASSERTION,
+                "downloadLocation": extra_url,
                 "filesAnalyzed": False,
                 "primaryPackagePurpose": "SOURCE",
                 "packageFileName": extra.filename,

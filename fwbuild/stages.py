@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.project import STAGES, Project, write_stamp
-from fwbuild.recipe import Package, expand_target_files
+from fwbuild.recipe import Package, Source, expand_target_files
 from fwbuild.steps import Context, clean_env
 from fwbuild.toolchain import build_triplet
 from fwbuild.trees import copy_tree, guard_for, remove_tree, replace_tree
@@ -69,6 +69,7 @@ def verify_local(project: Project, pkg: Package, path: Path, digests: dict[str, 
 
 
 def do_fetch(project: Project, name: str) -> None:
+    from fwbuild.alternatives import fetch_source, is_pinned
     from fwbuild.fetch import RemoteFile, fetch
 
     started = time.monotonic()
@@ -77,6 +78,7 @@ def do_fetch(project: Project, name: str) -> None:
     override = project.overrides.packages.get(name)
     settings = fetch_settings(project)
     remotes: list[RemoteFile] = []
+    alternatives: list[Source] = []  # sources with fallbacks (fwbuild.alternatives)
     for index, source in enumerate([*pkg.active_sources(), *pkg.active_patches()]):
         if index == 0 and override:
             if override.tarball:
@@ -86,10 +88,17 @@ def do_fetch(project: Project, name: str) -> None:
         if local:
             verify_local(project, pkg, local.path, local.digests)
             continue
+        if source.fallbacks:
+            alternatives.append(source)
+            continue
         remotes.append(RemoteFile(source.filename, source.urls, project.remote_digests(source)))
     # Refuse an unpinned file before downloading anything else (a 37 MB kernel, say).
+    for source in [s for s in alternatives if not is_pinned(project, s)]:
+        fetch_source(project, source, settings, package=name, log=sys.stderr)
     for remote in sorted(remotes, key=lambda r: bool(r.digests)):
         fetch(remote, settings, package=name, log=sys.stderr)
+    for source in alternatives:  # the recipe's file, or the fallback that stands for it
+        fetch_source(project, source, settings, package=name, log=sys.stderr)
     finish(project, name, "fetch", started)
 
 

@@ -25,7 +25,7 @@ meta-networking recipe (and nixpkgs' hash of the same SourceForge file).
 
 import os
 
-from fwbuild.recipe import AutotoolsPackage, Source
+from fwbuild.recipe import AutotoolsPackage, GitSource, Source
 
 # Files generated from .l/.y that the tarball ships (and our patches keep in step).
 GENERATED = (
@@ -69,6 +69,18 @@ class IpsecTools(AutotoolsPackage):
             # OpenEmbedded meta-networking ipsec-tools_0.8.2.bb (md5 d53ec14a…b41); nixpkgs'
             # base32 hash 0b9gfbz78k2nj0k7jdlm5kajig628ja9qm0z5yksiwz22s3v7dlf is the same file.
             sha256="8eb6b38716e2f3a8a72f1f549c9444c2bc28d52c9536792690564c74fe722f2d",
+            fallbacks=(
+                # SourceForge and the NetBSD mirror come and go. Debian's upstream import of
+                # the 2014-07-11 CVS snapshot after 0.8.2 (with configure and the generated
+                # parsers, like the release): a different source with its own digest; our
+                # patches apply to it unchanged.
+                GitSource(
+                    "https://github.com/rdratlos/racoon-ipsec-tools.git",
+                    "da77380b1062ac19998a6a8fb8703b77d8dca335",
+                    filename="ipsec-tools-0.8.2+20140711-git-da77380b.tar",
+                    sha256="da72c56df9db7d15b3aa950a0c1da38c5f2ed5b7514a37e8707d9c89548d79a7",
+                ),
+            ),
         ),
     )
     depends = ("openssl",)

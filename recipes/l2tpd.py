@@ -7,7 +7,7 @@ write_packet, and three more found in review). At run time it allocates BSD ptys
 provide those nodes.
 """
 
-from fwbuild.recipe import DeviceNeed, Package, Source
+from fwbuild.recipe import DeviceNeed, GitSource, Package, Source
 
 # -std=gnu89: old `inline` semantics; -fcommon: tentative definitions shared between objects;
 # -fno-builtin-log: l2tpd has its own variadic log(), not libm's. The DEBUG_ defines are
@@ -38,6 +38,16 @@ class L2tpd(Package):
                 "https://downloads.sourceforge.net/l2tpd/l2tpd-0.69.tar.gz",
             ),
             md5="c5dba6b80f583070fe9e6ed6e0c2162e",  # Gentoo, FreeBSD and PLD agree
+            fallbacks=(
+                # l2tpd.org is dead: the 0.69 import of a public git copy (the same tree as
+                # ng-alt/l2tpd and xelerance/xl2tpd's first commit), as our reproducible tar.
+                GitSource(
+                    "https://github.com/sina-ht/l2tpd.git",
+                    "c729b8c8b5166d1141dc07eb7cc1c6720c59e8ad",
+                    filename="l2tpd-0.69-git-c729b8c8.tar",
+                    sha256="345bd1be228e448caf95dcd71560d1a0d1b4ee56f69e6bd7dcc1190a87561ce4",
+                ),
+            ),
         ),
     )
     target_files = {"usr/sbin/l2tpd": 0o755}

@@ -1,9 +1,17 @@
 """Linux 2.6.11 for the i586 board, with MPPE (and MPPC) for pppd, built with GCC for i386.
 
-Variant ``mppc`` on: Jan Dubiec's MPPE/MPPC 1.3 kernel patch. No digest of it is published
-anywhere, so it is refused until pinned (``doit pin:linux`` records its digest in
-configs/pins.lock) or provided through a local override. Off: the stock MPPE driver that ships in
-ppp-2.4.3's ``linux/mppe/`` (three small patches plus driver sources, what its mppeinstall.sh does).
+Variant ``mppc`` on: Jan Dubiec's MPPE/MPPC 1.3 kernel patch. The original for 2.6.11
+(``linux-2.6.11-mppe-mppc-1.3.patch.gz``) has no public copy left and no published digest, so by
+default the build uses his port of the same patch to 2.6.13, a single file of a public git
+repository addressed by commit and pinned by its sha256: it applies to pristine 2.6.11 with
+offsets only (no fuzz) and gives a kernel that boots and carries MPPE/MPPC sessions (the
+real-source tests). Whoever has the original pins it (``doit pin:linux`` records its digest in
+configs/pins.lock) or names it in an overrides file, and from then on the recipe prefers it
+(fwbuild.alternatives). Off: the stock MPPE driver that ships in ppp-2.4.3's ``linux/mppe/``
+(three small patches plus driver sources, what its mppeinstall.sh does).
+
+kernel.org is alive, but the tarball also has a fallback: the pristine 2.6.11 tree of a public
+git copy, exported reproducibly at a pinned commit (fwbuild.gitsource).
 
 Our patches in patches/linux/2.6.11/ make the 2005 tree build and *run* with gcc 12, binutils 2.40
 and make 4: segment-register moves, a Makefile typo, the bitops asm constraints that otherwise
@@ -21,7 +29,7 @@ import shutil
 from fwbuild.errors import BuildError
 from fwbuild.kconfig import merge, parse_fragment, read_config, verify
 from fwbuild.patching import PatchFile, apply_series
-from fwbuild.recipe import Package, Patch, Source
+from fwbuild.recipe import GitSource, Package, Patch, Source
 
 FRAGMENTS = "configs/linux"
 PPP_TARBALL = "ppp-2.4.3.tar.gz"
@@ -49,6 +57,16 @@ class Linux(Package):
                 "https://mirrors.edge.kernel.org/pub/linux/kernel/v2.6/linux-2.6.11.tar.bz2",
             ),
             sha256="1fa39c202efe168bfeb0ddd74c8e4814f77da7dc78993e47826bad9173b95808",
+            fallbacks=(
+                # The pristine tree (17,091 files; not the corrupt copies from case-insensitive
+                # file systems), as our reproducible tar: a different file, its own digest.
+                GitSource(
+                    "https://github.com/sndrzt/linux-2.6.11.git",
+                    "ab87db4ec3bb3f2bfb485d062389c5588021efa9",
+                    filename="linux-2.6.11-git-ab87db4e.tar",
+                    sha256="8f07ecdfb0e3e18a7f8ea4abbd7df7bfa588c3f867e75c056971ac845ec41b64",
+                ),
+            ),
         ),
         # The stock MPPE driver of the ~mppc variant ships inside ppp's tarball.
         Source(
@@ -67,7 +85,17 @@ class Linux(Package):
                 "https://web.archive.org/web/2006/http://mppe-mppc.alphacron.de/"
                 "linux-2.6.11-mppe-mppc-1.3.patch.gz",
             ),
-            when="+mppc",  # no published digest: pinned in configs/pins.lock
+            when="+mppc",  # no published digest: used once pinned in configs/pins.lock
+            fallbacks=(
+                # The default: the 2.6.13 port, 50,746 bytes (see the module docstring).
+                GitSource(
+                    "https://github.com/nakedible/vpnease-l2tp.git",
+                    "0fcda6a757f2bc5c37f4753b3cd8b1c6d282db5c",
+                    path="kernel/linux-2.6.13-mppe-mppc-1.3.patch",
+                    filename="linux-2.6.13-mppe-mppc-1.3-git-0fcda6a7.patch",
+                    sha256="233ace93bec4634bca04ce172c1635a6ecfc2c2478af9228eced5888f05a6ba2",
+                ),
+            ),
         ),
     )
     variants = ("mppc",)

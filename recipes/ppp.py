@@ -10,7 +10,7 @@ the target: musl's libc.a has crypt/setkey/encrypt, which MS-CHAP's DES uses. A 
 cannot dlopen plugins, so none are built.
 """
 
-from fwbuild.recipe import DeviceNeed, Package, Patch, Source
+from fwbuild.recipe import DeviceNeed, GitSource, Package, Patch, Source
 
 # What pppd/Makefile.linux's defaults (CHAPMS, MPPE, USE_CRYPT, HAS_SHADOW, multilink, TDB,
 # MAXOCTETS) produce, written out; no IPX_CHANGE (zig's kernel headers have no linux/ipx.h).
@@ -46,6 +46,17 @@ class Ppp(Package):
             ),
             md5="8453a29338cb96dd0c0dda35d3e872a4",  # Gentoo's digest; no sha256 was published
             when="+mppc",
+            fallbacks=(
+                # alphacron.de and polbox are gone: PLD's copy, uncompressed, at the commit
+                # before they rediffed it in place for newer ppp releases.
+                GitSource(
+                    "https://github.com/pld-linux/ppp.git",
+                    "1b28c30e5b09e0ff494af7e14b5ee57c65ad8822",
+                    path="ppp-2.4.3-mppe-mppc-1.1.patch",
+                    filename="ppp-2.4.3-mppe-mppc-1.1-git-1b28c30e.patch",
+                    sha256="ccd12b811db28f73ce67e649fd519995dd8bce233ffc9fa7d6fe5a14c921f059",
+                ),
+            ),
         ),
     )
     target_files = {"usr/sbin/pppd": 0o755, "usr/sbin/chat": 0o755, "usr/sbin/pppstats": 0o755}
