@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.gitserver import DATE, GitDaemon, commit_more, git, make_repo, publish
+from support.httpserver import FaultServer
 
 from fwbuild.errors import ConfigError, DigestMismatch, DownloadError
 from fwbuild.fetch import FetchSettings, RemoteFile, fetch
 from fwbuild.gitsource import GitError, fetch_into, git_url, parse_git_url
 from fwbuild.urls import check_url
-from tests.support.gitserver import DATE, GitDaemon, commit_more, git, make_repo, publish
-from tests.support.httpserver import FaultServer
 
 BASE = "https://git.example.invalid/"
 LONG = "deep/" + "d" * 60 + "/" + "n" * 60 + ".c"  # over tar's 100-character name field
