@@ -44,6 +44,20 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _check_urls(cls: type[Package], file: Path) -> None:
+    """Every URL a recipe lists is one the downloader can fetch: refused when it loads."""
+    from fwbuild.urls import check_url
+
+    for source in (*cls.sources, *cls.patches):
+        if isinstance(source.urls, str):
+            raise ConfigError(
+                f"recipe {file}: {source.filename}: urls must be a tuple of URLs, not one "
+                f'string; write urls=("{source.urls}",)'
+            )
+        for url in source.urls:
+            check_url(url, where=f"recipe {file}: {source.filename}")
+
+
 def load_recipe(recipes_dir: Path, name: str, board: Board, patches_dir: Path) -> Package:
     file = recipes_dir / f"{name}.py"
     if not file.exists():
@@ -79,6 +93,7 @@ def load_recipe(recipes_dir: Path, name: str, board: Board, patches_dir: Path) -
     if not isinstance(getattr(cls, "version", None), str):
         raise ConfigError(f"recipe {file}: {cls.__name__}.version must be a string")
     _check_declarations(cls, file, board)
+    _check_urls(cls, file)
     own = patches_dir / name / cls.version
     own_patches = tuple(
         sorted(p for p in own.glob("*.patch*") if p.suffix in {".patch", ".gz"})

@@ -29,10 +29,7 @@ class Ppp(Package):
     sources = (
         Source(
             "ppp-2.4.3.tar.gz",
-            urls=(
-                "https://download.samba.org/pub/ppp/ppp-2.4.3.tar.gz",
-                "ftp://ftp.samba.org/pub/ppp/ppp-2.4.3.tar.gz",
-            ),
+            urls=("https://download.samba.org/pub/ppp/ppp-2.4.3.tar.gz",),
             sha256="1e0fddb5f53613dd14ab10b25435e88092fed1eff09b4ac4448d5be01f3b0b11",
         ),
     )
