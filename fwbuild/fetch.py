@@ -21,6 +21,7 @@ is downloaded once.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
@@ -34,23 +35,28 @@ import sys
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
-
-import requests
-import urllib3
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from fwbuild.errors import ConfigError, DigestMismatch, DownloadError
+from fwbuild.urls import SUPPORTED_SCHEMES, check_url
+
+if TYPE_CHECKING:
+    # requests (and urllib3) are imported where a download starts: the project loader calls
+    # check_url() on every doit start-up, and importing requests would double a no-op build.
+    import requests
 
 __all__ = [
+    "SUPPORTED_SCHEMES",
     "FetchSettings",
     "RemoteFile",
+    "check_url",
     "download_for_pin",
     "fetch",
     "file_digest",
+    "parse_size",
     "verify",
 ]
 
@@ -80,14 +86,38 @@ class RemoteFile:
     digests: Mapping[str, str]  # algo -> hex, e.g. {"sha256": ...}; empty = unpinned
 
 
+#: Defaults for one URL. They bound what a hanging mirror costs before the next one is tried:
+#: no connection: 3 attempts x 10 s; connected but silent: 3 x 15 s (+0.75 s of back-off);
+#: a trickle below MIN_SPEED: one SPEED_WINDOW (30 s), no retry. So about a minute at most,
+#: where 3 x 60 s of read timeout per URL (9 minutes for three mirrors) and an endless trickle
+#: were possible before. DEADLINE is the backstop for a mirror just above the minimum speed.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_STALL_TIMEOUT = 15.0
+DEFAULT_DEADLINE = 1800.0
+DEFAULT_MIN_SPEED = 4096
+SPEED_WINDOW = 30.0
+#: No source file of a router firmware comes near this; it stops a runaway response.
+DEFAULT_MAX_SIZE = 2 << 30
+
+
 @dataclass(frozen=True)
 class FetchSettings:
     dl_dir: Path
     primary_mirror: str | None = None  # base URL; tried first as f"{base}/{filename}"
     backup_mirrors: tuple[str, ...] = ()  # base URLs tried after the recipe URLs
     offline: bool = False
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    # Seconds without a single byte before an attempt is given up ([downloads] timeout).
+    read_timeout: float = DEFAULT_STALL_TIMEOUT
+    # Seconds one URL may take in all, retries and back-off included ([downloads] deadline).
+    deadline: float = DEFAULT_DEADLINE
+    # Bytes/s a transfer must average over speed_window seconds ([downloads] min_speed; 0: off).
+    min_speed: int = DEFAULT_MIN_SPEED
+    speed_window: float = SPEED_WINDOW
+    # Largest response accepted for a file whose size is not known ([downloads] max_size).
+    max_size: int = DEFAULT_MAX_SIZE
+    # Exact sizes known for some files (the pin lock file records them): their cap.
+    known_sizes: Mapping[str, int] = field(default_factory=dict)
     retries: int = 2  # extra attempts per URL for transient errors, resuming
     progress: str = "auto"  # "auto", "bar", "plain", "none"
 
@@ -133,7 +163,8 @@ def fetch(
                 f"({_describe_mismatch(digests, bad)})"
             )
             try:
-                mismatch_note += f" and was moved to {_reject(dest, dl_dir)}"
+                moved = _reject(dest, dl_dir)
+                mismatch_note += f" and was moved to {moved} ({_clear_hint(dl_dir)})"
             except OSError as e:
                 if not settings.offline:
                     raise _unwritable(dl_dir, package, e) from e
@@ -141,7 +172,13 @@ def fetch(
         if settings.offline:
             cls = DigestMismatch if mismatch_note else DownloadError
             raise cls(_offline_message(remote, settings, mismatch_note), package=package)
-        path, _ = _download(remote, digests, settings, package=package, log=log)
+        known = settings.known_sizes.get(remote.filename)
+        cap = (
+            (known, "the size recorded in the pin lock file")
+            if known
+            else (settings.max_size, "[downloads] max_size")
+        )
+        path, _ = _download(remote, digests, settings, package=package, log=log, cap=cap)
         return path
 
 
@@ -177,8 +214,16 @@ def download_for_pin(
             old_sha256 = file_digest(dest, "sha256")
             previous = (_reject(dest, dl_dir), old_sha256)
         try:
+            # A new pin may have a new size: only the general cap applies, and a partial
+            # file left by an earlier run is not continued (nothing could vouch for it).
             path, digests = _download(
-                remote, dict.fromkeys(algos, ""), settings, package=package, log=log
+                remote,
+                dict.fromkeys(algos, ""),
+                settings,
+                package=package,
+                log=log,
+                cap=(settings.max_size, "[downloads] max_size"),
+                resume=False,
             )
         except BaseException:
             if previous is not None and not dest.exists():
@@ -191,9 +236,31 @@ def download_for_pin(
                 _Progress.note(
                     settings,
                     log,
-                    f"{package}: {remote.filename} changed; the previous copy is {previous[0]}",
+                    f"{package}: {remote.filename} changed; the previous copy is {previous[0]} "
+                    f"({_clear_hint(dl_dir)})",
                 )
         return path, digests
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: object) -> int:
+    """Bytes from an int or a size string ("64M", "2G", "512k", "1000"; binary units).
+
+    Raises ValueError for anything else, including booleans and negative numbers.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative")
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            return int(m.group(1)) << (10 * " kmgt".index(m.group(2).lower() or " "))
+    raise ValueError(f'{value!r} is not a size such as 1048576, "64M" or "2G"')
 
 
 def file_digest(path: Path, algo: str) -> str:
@@ -210,6 +277,16 @@ def verify(path: Path, digests: Mapping[str, str]) -> dict[str, str] | None:
         raise ValueError(f"no digests to verify {path} against")
     wanted = {a.lower(): h.strip().lower() for a, h in digests.items()}
     return _mismatched(wanted, _hash_file(Path(path), wanted)) or None
+
+
+def is_verified(path: Path, digests: Mapping[str, str]) -> bool:
+    """Whether ``path`` was verified against ``digests`` and has not changed since (no hashing).
+
+    Cheap enough to ask on every start-up: which of a source's alternatives is in the
+    download directory (fwbuild.alternatives).
+    """
+    wanted = {a.lower(): h.strip().lower() for a, h in digests.items()}
+    return bool(wanted) and _sidecar_matches(Path(path), wanted)
 
 
 # -- the download loop -----------------------------------------------------------------------
@@ -239,6 +316,61 @@ class _Permanent(Exception):
     """A failure that moves on to the next URL at once."""
 
 
+class _TooBig(_Permanent):
+    """The response is larger than the file can be: what was received is worthless."""
+
+
+@dataclass
+class _Limits:
+    """How long and how big one URL's transfer may get; see FetchSettings."""
+
+    connect: float
+    stall: float
+    deadline: float
+    deadline_at: float  # time.monotonic() value
+    min_speed: int
+    window: float
+    cap: int
+    cap_source: str  # where the cap comes from, for the message
+
+    @classmethod
+    def start(cls, settings: FetchSettings, cap: int, cap_source: str) -> _Limits:
+        deadline = max(0.0, settings.deadline)
+        return cls(
+            connect=settings.connect_timeout,
+            stall=settings.read_timeout,
+            deadline=deadline,
+            deadline_at=time.monotonic() + deadline,
+            min_speed=max(0, settings.min_speed),
+            window=max(0.001, settings.speed_window),
+            cap=cap,
+            cap_source=cap_source,
+        )
+
+    def remaining(self) -> float:
+        return self.deadline_at - time.monotonic()
+
+    def past_deadline(self, received: int) -> _Permanent:
+        return _Permanent(
+            f"deadline of {self.deadline:g} s for this URL passed after {received} bytes "
+            "(retries included; raise [downloads] deadline or FWBUILD_DL_DEADLINE for a slow "
+            "link)"
+        )
+
+    def too_slow(self, got: int, seconds: float) -> _Permanent:
+        return _Permanent(
+            f"too slow: {got} bytes in the last {seconds:.0f} s, below the minimum of "
+            f"{self.min_speed} bytes/s ([downloads] min_speed or FWBUILD_DL_MIN_SPEED)"
+        )
+
+    def too_big(self, size: int, announced: bool) -> _TooBig:
+        what = "announces" if announced else "sent more than"
+        return _TooBig(
+            f"the response {what} {size} bytes, over the size cap of {self.cap} bytes "
+            f"({self.cap_source}); this is not the file the recipe means"
+        )
+
+
 def _download(
     remote: RemoteFile,
     digests: Mapping[str, str],
@@ -246,8 +378,14 @@ def _download(
     *,
     package: str,
     log: TextIO,
+    cap: tuple[int, str],
+    resume: bool = True,
 ) -> tuple[Path, dict[str, str]]:
-    """Try every URL until one delivers bytes matching ``digests`` (values "" = don't check)."""
+    """Try every URL until one delivers bytes matching ``digests`` (values "" = don't check).
+
+    ``cap`` is the size limit and where it comes from. With ``resume``, a partial file left by
+    an interrupted run is continued (the digests still decide); without, it is discarded.
+    """
     dl_dir = Path(settings.dl_dir)
     dest = dl_dir / remote.filename
     urls = _candidate_urls(remote, settings)
@@ -267,25 +405,39 @@ def _download(
     checking = {a: h for a, h in digests.items() if h}
     tried: list[_Attempts] = []
     progress = _Progress(settings, log, package, remote.filename)
-    session: requests.Session | None = None
+    sessions = _Sessions()
+    # Only a run that ends (with the file or with every URL failed) removes the partial file:
+    # one killed or interrupted mid-transfer leaves it for the next run to continue with Range.
+    ended = False
     try:
+        left = _size(part)
+        if left and (not resume or not checking or left > cap[0]):
+            # Bytes nobody can vouch for: without digests (pinning) they would be trusted.
+            part.unlink()
+        elif left:
+            progress.note_resume(left)
         for i, url in enumerate(urls):
             more = i + 1 < len(urls)
             record = _Attempts(url, [])
             tried.append(record)
-            scheme = urllib.parse.urlsplit(url).scheme.lower()
-            got: dict[str, str] | None = None
+            limits = _Limits.start(settings, *cap)
+            inherited = _size(part)  # bytes this URL did not send (earlier run or URL)
             try:
-                if scheme in ("http", "https"):
-                    if session is None:
-                        session = _new_session()
-                    got = _fetch_http(session, url, part, digests, settings, progress, record)
-                elif scheme == "file":
-                    got = _fetch_local(url, part, digests, progress, record)
-                elif scheme == "ftp":
-                    record.events.append("ftp not supported")
-                else:
-                    record.events.append(f"unsupported URL scheme {scheme or '(none)'!r}")
+                got = _fetch_url(url, part, digests, sessions, settings, limits, progress, record)
+                if got is not None and inherited and _mismatched(checking, got):
+                    # Perhaps only the inherited prefix was wrong: start over from byte 0 here.
+                    moved = _reject(part, dl_dir)
+                    note = (
+                        f"digest mismatch after continuing a partial download of {inherited} "
+                        f"bytes; the partial file was moved to {moved} ({_clear_hint(dl_dir)}), "
+                        "downloading it whole"
+                    )
+                    record.events.append(note)
+                    progress.note_retry(url, note, 1, 1)
+                    limits = _Limits.start(settings, *cap)
+                    got = _fetch_url(
+                        url, part, digests, sessions, settings, limits, progress, record
+                    )
             except OSError as e:  # network errors are handled inside; this is the local disk
                 raise _unwritable(dl_dir, package, e) from e
             if got is None:
@@ -296,23 +448,103 @@ def _download(
                 moved = _reject(part, dl_dir)
                 record.mismatch = True
                 record.events.append(
-                    f"digest mismatch: {_describe_mismatch(checking, bad)} (kept as {moved})"
+                    f"digest mismatch: {_describe_mismatch(checking, bad)} (kept as {moved}; "
+                    f"{_clear_hint(dl_dir)})"
                 )
                 progress.note_failure(url, record.events[-1], more=more)
                 continue
             _install(part, dest)
             _write_sidecar(dest, got)
             progress.done(url, dest.stat().st_size)
+            ended = True
             return dest, got
+        ended = True
     finally:
-        if session is not None:
-            session.close()
-        with contextlib.suppress(OSError):
-            part.unlink()
+        sessions.close()
+        if ended:
+            with contextlib.suppress(OSError):
+                part.unlink()
         progress.close()
 
     cls = DigestMismatch if any(t.mismatch for t in tried) else DownloadError
     raise cls(_failed_message(remote, settings, package, tried), package=package)
+
+
+class _Sessions:
+    """One HTTP session per download (connections are reused between its URLs), made lazily."""
+
+    def __init__(self) -> None:
+        self._session: requests.Session | None = None
+
+    def get(self) -> requests.Session:
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+            # Identity: a .tar.gz served with Content-Encoding: gzip must not be unpacked.
+            self._session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+
+def _fetch_url(
+    url: str,
+    part: Path,
+    digests: Mapping[str, str],
+    sessions: _Sessions,
+    settings: FetchSettings,
+    limits: _Limits,
+    progress: _Progress,
+    record: _Attempts,
+) -> dict[str, str] | None:
+    """Fetch one URL of any supported scheme into ``part``; its digests, or None on failure."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme in ("http", "https"):
+        return _fetch_http(sessions.get(), url, part, digests, settings, limits, progress, record)
+    if scheme == "file":
+        return _fetch_local(url, part, digests, limits, progress, record)
+    if scheme.startswith("git+"):
+        return _fetch_git(url, part, digests, limits, progress, record)
+    record.events.append(
+        f"{scheme or '(no scheme)'} not supported (the downloader fetches "
+        f"{', '.join(SUPPORTED_SCHEMES)} URLs)"
+    )
+    return None
+
+
+def _fetch_git(
+    url: str,
+    part: Path,
+    digests: Mapping[str, str],
+    limits: _Limits,
+    progress: _Progress,
+    record: _Attempts,
+) -> dict[str, str] | None:
+    """The git method (fwbuild.gitsource): the commit's tree or file, written into ``part``."""
+    from fwbuild.gitsource import GitError, fetch_into
+
+    progress.start(url, 0, None)
+    try:
+        return fetch_into(url, part, algos=list(digests), deadline=limits.remaining())
+    except GitError as e:
+        record.events.append(str(e))
+        return None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _open_part(part: Path) -> BinaryIO:
+    """The partial file for reading and appending, created if missing, never truncated."""
+    fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return open(fd, "r+b", buffering=0)
 
 
 def _fetch_http(
@@ -321,27 +553,37 @@ def _fetch_http(
     part: Path,
     digests: Mapping[str, str],
     settings: FetchSettings,
+    limits: _Limits,
     progress: _Progress,
     record: _Attempts,
 ) -> dict[str, str] | None:
     """Stream ``url`` into ``part`` (retrying and resuming); its digests, or None on failure."""
-    timeout = (settings.connect_timeout, settings.read_timeout)
-    with open(part, "w+b", buffering=0) as f:
+    with _open_part(part) as f:
         for attempt in range(max(0, settings.retries) + 1):
             if attempt:
-                time.sleep(RETRY_DELAY * attempt)
+                delay = RETRY_DELAY * attempt
+                if limits.remaining() <= delay:
+                    record.events.append(str(limits.past_deadline(_size(part))))
+                    return None
+                time.sleep(delay)
             offset = f.seek(0, os.SEEK_END)
+            if limits.remaining() <= 0:
+                record.events.append(str(limits.past_deadline(offset)))
+                return None
             hashers = _hashers(digests)
             if offset:
                 _hash_prefix(f, offset, hashers)
             try:
-                _transfer(session, url, f, offset, hashers, timeout, progress)
+                _transfer(session, url, f, offset, hashers, limits, progress)
             except _Transient as e:
                 record.events.append(str(e))
                 if attempt < settings.retries:
                     progress.note_retry(url, str(e), attempt + 1, settings.retries)
                 continue
             except _Permanent as e:
+                if isinstance(e, _TooBig):
+                    f.seek(0)
+                    f.truncate()
                 record.events.append(str(e))
                 return None
             os.fsync(f.fileno())
@@ -355,16 +597,25 @@ def _transfer(
     f: BinaryIO,
     offset: int,
     hashers: dict[str, Any],
-    timeout: tuple[float, float],
+    limits: _Limits,
     progress: _Progress,
 ) -> None:
     """One GET of ``url``, appending to ``f`` from ``offset``; raises _Transient/_Permanent."""
+    import requests
+    import urllib3
+
     headers = {"Range": f"bytes={offset}-"} if offset else {}
+    remaining = limits.remaining()
+    timeout = (min(limits.connect, remaining), min(limits.stall, remaining))
     try:
         resp = session.get(url, headers=headers, stream=True, timeout=timeout)
     except requests.exceptions.ConnectTimeout as e:
+        if limits.remaining() <= 0:
+            raise limits.past_deadline(0) from e
         raise _Transient(f"connect timeout ({timeout[0]:g} s)") from e
     except requests.exceptions.ReadTimeout as e:
+        if limits.remaining() <= 0:
+            raise limits.past_deadline(0) from e
         raise _Transient(f"no response within the read timeout ({timeout[1]:g} s)") from e
     except requests.exceptions.ConnectionError as e:
         reason = _reason(e)
@@ -398,36 +649,78 @@ def _transfer(
             raise _Transient(f"HTTP {status} {resp.reason or ''}".rstrip())
         else:
             raise _Permanent(f"HTTP {status} {resp.reason or ''}".rstrip())
+        if total is not None and total > limits.cap:
+            raise limits.too_big(total, announced=True)
 
         length = _int_header(resp.headers.get("Content-Length"))
         progress.start(url, offset, total)
         received = 0
-        read = resp.raw.read
+        room = limits.cap - offset  # bytes this response may still add
+        # read1 returns what the socket has instead of waiting for a whole chunk, so a trickle
+        # comes back here every byte and the deadline and speed checks below can stop it.
+        read1 = resp.raw.read1
+        sock_timeout = timeout[1]
+        now = started = time.monotonic()
+        samples: collections.deque[tuple[float, int]] = collections.deque([(started, 0)])
         with _Sink(f, hashers) as sink:
             while True:
                 try:
-                    chunk = read(CHUNK_SIZE, decode_content=False)
+                    chunk = read1(CHUNK_SIZE, decode_content=False)
                 except urllib3.exceptions.ReadTimeoutError as e:
-                    raise _Transient(f"read timeout after {received} bytes") from e
+                    if limits.remaining() <= 0:
+                        raise limits.past_deadline(offset + received) from e
+                    raise _Transient(
+                        f"stalled: nothing for {sock_timeout:g} s after {received} bytes"
+                    ) from e
                 except (urllib3.exceptions.HTTPError, OSError) as e:
                     raise _Transient(f"connection cut after {received} bytes") from e
                 if not chunk:
                     break
+                if received + len(chunk) > room:
+                    raise limits.too_big(offset + received + len(chunk), announced=False)
                 sink.write(chunk)
                 received += len(chunk)
                 progress.update(offset + received)
+                now = time.monotonic()
+                if now >= limits.deadline_at:
+                    raise limits.past_deadline(offset + received)
+                if limits.min_speed:
+                    # The window's first sample is the newest one at least `window` old.
+                    samples.append((now, received))
+                    while len(samples) > 1 and samples[1][0] <= now - limits.window:
+                        samples.popleft()
+                    t0, r0 = samples[0]
+                    if now - started >= limits.window and received - r0 < limits.min_speed * (
+                        now - t0
+                    ):
+                        raise limits.too_slow(received - r0, now - t0)
+                if limits.deadline_at - now < sock_timeout:
+                    # A silent server must not hold the transfer past the deadline either.
+                    sock_timeout = max(0.001, limits.deadline_at - now)
+                    _set_read_timeout(resp, sock_timeout)
         if length is not None and received < length:
             raise _Transient(f"connection cut after {received} bytes")
+
+
+def _set_read_timeout(resp: requests.Response, seconds: float) -> None:
+    """Shorten the socket timeout of a streaming response (best effort)."""
+    sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.settimeout(seconds)
 
 
 def _fetch_local(
     url: str,
     part: Path,
     digests: Mapping[str, str],
+    limits: _Limits,
     progress: _Progress,
     record: _Attempts,
 ) -> dict[str, str] | None:
     """Copy a file:// URL into ``part``; its digests, or None on failure."""
+    import urllib.request
+
     parts = urllib.parse.urlsplit(url)
     if parts.netloc not in ("", "localhost"):
         record.events.append(f"file:// URL on another host ({parts.netloc}) not supported")
@@ -435,15 +728,20 @@ def _fetch_local(
     src = Path(urllib.request.url2pathname(parts.path))
     hashers = _hashers(digests)
     try:
-        with open(src, "rb", buffering=0) as s, open(part, "wb", buffering=0) as f:
-            progress.start(url, 0, os.fstat(s.fileno()).st_size)
-            pos = 0
-            with _Sink(f, hashers) as sink:
-                while chunk := s.read(CHUNK_SIZE):
-                    sink.write(chunk)
-                    pos += len(chunk)
-                    progress.update(pos)
-            os.fsync(f.fileno())
+        with open(src, "rb", buffering=0) as s:
+            size = os.fstat(s.fileno()).st_size
+            if size > limits.cap:
+                record.events.append(str(limits.too_big(size, announced=True)))
+                return None
+            with open(part, "wb", buffering=0) as f:
+                progress.start(url, 0, size)
+                pos = 0
+                with _Sink(f, hashers) as sink:
+                    while chunk := s.read(CHUNK_SIZE):
+                        sink.write(chunk)
+                        pos += len(chunk)
+                        progress.update(pos)
+                os.fsync(f.fileno())
     except FileNotFoundError:
         record.events.append("file not found")
         return None
@@ -529,13 +827,6 @@ class _Sink:
                 return
             with contextlib.suppress(OSError):
                 os.fdatasync(self._fd)
-
-
-def _new_session() -> requests.Session:
-    session = requests.Session()
-    # Identity: a .tar.gz served with Content-Encoding: gzip must not be unpacked on the way.
-    session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
-    return session
 
 
 def _restart(f: BinaryIO, hashers: dict[str, Any]) -> None:
@@ -624,19 +915,30 @@ def _write_sidecar(dest: Path, digests: Mapping[str, str]) -> None:
 
 
 def _reject(path: Path, dl_dir: Path) -> Path:
-    """Move ``path`` to ``dl_dir/.rejected/<filename>.<n>``; return the new path."""
+    """Move ``path`` to ``dl_dir/.rejected/<filename>``, private; return the new path.
+
+    One copy per file name, replacing an older one: enough to inspect what a mirror served,
+    and repeated failures cannot fill the disk. Owner-only (directory 0700, file 0600), since a
+    rejected file is untrusted content nobody else needs to read.
+    """
     name = path.name.removesuffix(".part") if path.parent.name == PARTIAL_DIR else path.name
     rejected = dl_dir / REJECTED_DIR
-    rejected.mkdir(parents=True, exist_ok=True)
-    n = 1
-    while (rejected / f"{name}.{n}").exists():
-        n += 1
-    target = rejected / f"{name}.{n}"
+    rejected.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # a shared cache may belong to someone else
+        if rejected.stat().st_mode & 0o777 != 0o700:
+            rejected.chmod(0o700)
+    target = rejected / name
     os.replace(path, target)
+    with contextlib.suppress(OSError):
+        target.chmod(0o600)
     if path.parent == dl_dir:
         with contextlib.suppress(OSError):
             _sidecar_path(path).unlink()
     return target
+
+
+def _clear_hint(dl_dir: Path) -> str:
+    return f"`rm -r {dl_dir / REJECTED_DIR}` clears the rejected copies"
 
 
 @contextlib.contextmanager
@@ -776,6 +1078,19 @@ def _unpinned_message(remote: RemoteFile, settings: FetchSettings, package: str)
         f"`doit pin:{package}` to download it once and record its sha256 in the pin lock "
         "file, review and commit that, then build again. "
         f"URLs: {_url_list(_candidate_urls(remote, settings))}."
+        + _unpinned_offline_options(remote, settings, package)
+    )
+
+
+def _unpinned_offline_options(remote: RemoteFile, settings: FetchSettings, package: str) -> str:
+    # `doit pin` needs the network; a user without it, who has the file, has two ways.
+    dest = Path(settings.dl_dir) / remote.filename
+    return (
+        " Without network access (pinning downloads), if you have the file: either name it "
+        f'in an overrides file (FWBUILD_OVERRIDES) as [files."{remote.filename}"] with '
+        'path = "…" and the sha256 you vouch for, or copy it to '
+        f"{dest} and run `doit pin:{package}` with FWBUILD_OFFLINE=1, which pins that copy "
+        "by its digest."
     )
 
 
@@ -888,7 +1203,9 @@ class _Progress:
                 ):
                     self.next_step += 1
                 if pct < 100:
-                    self._plain(pos)
+                    # The step passed, not the exact figure: CI logs read 20/40/60/80 whatever
+                    # sizes the socket hands out.
+                    self._plain(pos, self.PLAIN_STEPS[self.next_step - 1])
         elif now - self.t_last >= self.PLAIN_INTERVAL and self.plain_lines < len(self.PLAIN_STEPS):
             self.t_last = now
             self._plain(pos)
@@ -897,10 +1214,11 @@ class _Progress:
         elapsed = max(now - self.t0, 1e-6)
         return f"{_human((pos - self.start_pos) / elapsed)}/s"
 
-    def _plain(self, pos: int) -> None:
+    def _plain(self, pos: int, pct: int | None = None) -> None:
         self.plain_lines += 1
         if self.total:
-            text = f"{self.label} {pos * 100 // self.total}% {_human(pos)}/{_human(self.total)}"
+            pct = pos * 100 // self.total if pct is None else pct
+            text = f"{self.label} {pct}% {_human(pos)}/{_human(self.total)}"
         else:
             text = f"{self.label} {_human(pos)}"
         self._write(self.log, f"{text} from {self.url}\n")
@@ -927,6 +1245,14 @@ class _Progress:
             self._end_bar()
             then = "trying the next URL" if more else "no URL left"
             self._write(self.log, f"{self.label}: {url}: {what}; {then}\n")
+
+    def note_resume(self, size: int) -> None:
+        if self.mode != "none":
+            self._write(
+                self.log,
+                f"{self.label}: continuing a partial download of {_human(size)} left by an "
+                "interrupted run\n",
+            )
 
     def note_retry(self, url: str, what: str, n: int, of: int) -> None:
         if self.mode != "none":

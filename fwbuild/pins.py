@@ -44,6 +44,18 @@ class Pins:
         entry = self.files.get(filename, {})
         return {k: v for k, v in entry.items() if k in {"sha256", "sha512", "sha1", "md5"}}
 
+    def size(self, filename: str) -> int | None:
+        """The recorded size of ``filename`` in bytes (the downloader's cap for it), if any."""
+        size = self.files.get(filename, {}).get("size")
+        if size is None:
+            return None
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ConfigError(
+                f"pin lock file {self.path}: the size of {filename} must be a whole number of "
+                f"bytes, not {size!r}; fix it or pin the file again with `doit pin:<package>`"
+            )
+        return size
+
     def record(self, filename: str, entry: dict[str, Any]) -> None:
         """Add or replace one entry and rewrite the file atomically."""
         current = Pins.load(self.path)  # another pin may have landed since we loaded

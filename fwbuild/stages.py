@@ -43,14 +43,84 @@ def finish(project: Project, name: str, stage: str, started: float) -> None:
 
 
 def fetch_settings(project: Project):  # -> fwbuild.fetch.FetchSettings (imported lazily)
-    from fwbuild.fetch import FetchSettings
+    """The downloader's settings: the board's mirrors and ``[downloads]``, the environment.
+
+    ``[downloads]`` keys: ``timeout`` (seconds without a byte), ``deadline`` (seconds for one
+    URL, retries included), ``min_speed`` (bytes/s averaged over 30 s; 0 turns it off),
+    ``max_size`` (bytes, or "64M"-style). FWBUILD_DL_TIMEOUT, FWBUILD_DL_DEADLINE and
+    FWBUILD_DL_MIN_SPEED override the first three. Checked here with messages of their own:
+    a wrong value must not fall back to a default silently.
+    """
+    import math
+    import os
+
+    from fwbuild import fetch
 
     board = project.board
-    return FetchSettings(
+    section = board.data.get("downloads", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{board.file}: [downloads] must be a table of settings")
+
+    def setting(key: str, env: str, default: float, kind: type[int] | type[float]) -> float:
+        raw: object = os.environ.get(env, "").strip()
+        where = f"{env} (environment)"
+        if not raw:
+            if key not in section:
+                return default
+            raw, where = section[key], f"{board.file}: [downloads] {key}"
+        value: float | None = None
+        if isinstance(raw, str):
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = None
+        elif not isinstance(raw, bool) and isinstance(raw, int | float):
+            # A float is fine for seconds; a byte rate must be whole ("4096.5" is a typo).
+            value = raw if kind is float or isinstance(raw, int) else None
+        if kind is int:
+            ok = value is not None and value >= 0
+            what = "a whole number of bytes per second (0: no minimum)"
+        else:
+            ok = value is not None and math.isfinite(value) and value > 0
+            what = "a number of seconds greater than 0"
+        if not ok or value is None:
+            raise ConfigError(f"{where} must be {what}, not {raw!r}; fix or remove it")
+        return value
+
+    max_size = fetch.DEFAULT_MAX_SIZE
+    if "max_size" in section:
+        try:
+            max_size = fetch.parse_size(section["max_size"])
+        except ValueError as exc:
+            raise ConfigError(
+                f"{board.file}: [downloads] max_size must be a size in bytes such as 1073741824 "
+                f'or "1G" (units k, M, G, T); {exc}'
+            ) from None
+        if max_size == 0:
+            raise ConfigError(f"{board.file}: [downloads] max_size must be more than 0 bytes")
+
+    for mirror in (board.primary_mirror, *board.backup_mirrors):
+        if mirror:
+            fetch.check_url(mirror, where="mirror (FWBUILD_PRIMARY_MIRROR or [mirrors])")
+
+    # A file pinned in the lock file has a known size: a response over it is not that file.
+    known_sizes: dict[str, int] = {}
+    for pkg in project.packages.values():
+        for source in (*pkg.sources, *pkg.patches):
+            size = None if source.digests() else project.pins.size(source.filename)
+            if size:
+                known_sizes[source.filename] = size
+
+    return fetch.FetchSettings(
         dl_dir=board.paths.downloads,
         primary_mirror=board.primary_mirror,
         backup_mirrors=board.backup_mirrors,
         offline=board.offline,
+        read_timeout=setting("timeout", "FWBUILD_DL_TIMEOUT", fetch.DEFAULT_STALL_TIMEOUT, float),
+        deadline=setting("deadline", "FWBUILD_DL_DEADLINE", fetch.DEFAULT_DEADLINE, float),
+        min_speed=int(setting("min_speed", "FWBUILD_DL_MIN_SPEED", fetch.DEFAULT_MIN_SPEED, int)),
+        max_size=max_size,
+        known_sizes=known_sizes,
     )
 
 

@@ -123,7 +123,7 @@ def test_wrong_bytes_rejected_then_next_url(srv: FaultServer, dl_dir: Path) -> N
     srv.fault(PRIMARY, "wrong_bytes")
     path = fetch(_remote(srv), _settings(dl_dir, srv), package=PKG)
     assert path.read_bytes() == PAYLOAD
-    rejected = dl_dir / ".rejected" / f"{NAME}.1"
+    rejected = dl_dir / ".rejected" / NAME
     assert rejected.is_file()
     assert rejected.stat().st_size == SIZE
     assert rejected.read_bytes() != PAYLOAD
@@ -193,7 +193,7 @@ def test_all_mirrors_bad_raises_digest_mismatch(srv: FaultServer, dl_dir: Path) 
     assert msg.startswith(f"{PKG}:")
     assert NAME in msg
     rejected = sorted((dl_dir / ".rejected").iterdir())
-    assert len(rejected) == 3
+    assert rejected == [dl_dir / ".rejected" / NAME]  # one copy per name, not one per mirror
     actual = hashlib.sha256(rejected[0].read_bytes()).hexdigest()
     assert actual != SHA256
     assert f"expected sha256 {SHA256}, got {actual}" in msg
@@ -230,19 +230,27 @@ def test_cut_summary_in_message(srv: FaultServer, dl_dir: Path) -> None:
     assert not (dl_dir / NAME).exists()
 
 
-def test_keyboard_interrupt_leaves_no_partial_file(
+def test_keyboard_interrupt_leaves_no_file_under_the_real_name(
     srv: FaultServer, dl_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Interrupted, the bytes stay in .partial (never under the real name) and are continued."""
     monkeypatch.setattr(fetch_mod, "CHUNK_SIZE", 64 << 10)
 
     def interrupt(self: object, pos: int) -> None:
         if pos >= SIZE // 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(fetch_mod._Progress, "update", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        fetch(_remote(srv), _settings(dl_dir), package=PKG)
+    with monkeypatch.context() as m:
+        m.setattr(fetch_mod._Progress, "update", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            fetch(_remote(srv), _settings(dl_dir), package=PKG)
     assert not (dl_dir / NAME).exists()
+    (part,) = _leftovers(dl_dir)
+    kept = part.stat().st_size
+    assert SIZE // 4 <= kept < SIZE and part.read_bytes() == PAYLOAD[:kept]
+    srv.clear_requests()
+    assert fetch(_remote(srv), _settings(dl_dir), package=PKG).read_bytes() == PAYLOAD
+    assert _gets(srv) == [(UPSTREAM, f"bytes={kept}-")]
     assert _leftovers(dl_dir) == []
 
 
@@ -319,7 +327,7 @@ def test_cached_file_uses_sidecar_and_rehashes_when_changed(
     srv.clear_requests()
     assert fetch(_remote(srv), _settings(dl_dir), package=PKG).read_bytes() == PAYLOAD
     assert hashed  # re-hashed, found wrong
-    assert (dl_dir / ".rejected" / f"{NAME}.1").read_bytes() == bytes(SIZE)
+    assert (dl_dir / ".rejected" / NAME).read_bytes() == bytes(SIZE)
     assert _gets(srv) == [(UPSTREAM, None)]
 
 
@@ -328,7 +336,7 @@ def test_corrupt_cached_file_moved_aside_and_redownloaded(srv: FaultServer, dl_d
     (dl_dir / NAME).write_bytes(b"truncated")
     path = fetch(_remote(srv), _settings(dl_dir), package=PKG)
     assert path.read_bytes() == PAYLOAD
-    assert (dl_dir / ".rejected" / f"{NAME}.1").read_bytes() == b"truncated"
+    assert (dl_dir / ".rejected" / NAME).read_bytes() == b"truncated"
     assert _gets(srv) == [(UPSTREAM, None)]
 
 
@@ -382,7 +390,7 @@ def test_download_for_pin_replaces_a_changed_local_copy(srv: FaultServer, dl_dir
     (dl_dir / NAME).write_bytes(b"old release")
     path, digests = download_for_pin(_remote(srv, digests={}), _settings(dl_dir), package=PKG)
     assert digests["sha256"] == SHA256 and path.read_bytes() == PAYLOAD
-    assert (dl_dir / ".rejected" / f"{NAME}.1").read_bytes() == b"old release"
+    assert (dl_dir / ".rejected" / NAME).read_bytes() == b"old release"
 
 
 def test_failed_pin_keeps_the_local_copy(srv: FaultServer, dl_dir: Path) -> None:

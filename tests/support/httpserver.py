@@ -15,6 +15,11 @@ Fault kinds (several may be set on one path, e.g. "cut" and "no_range"; every ki
   connection abruptly.
 - ``"slow"``: wait ``delay`` seconds before responding at all.
 - ``"no_range"``: ignore ``Range`` headers (always 200 with the whole file).
+- ``"trickle"``: send the body ``step`` bytes (default 1) every ``interval`` seconds (default
+  0.5), honouring ``Range``: a server that never stalls long enough for a read timeout.
+- ``"endless"``: answer 200 and send bytes as fast as the client takes them, never ending;
+  without ``length`` the body is close-delimited (no Content-Length), with ``length=N`` that
+  length is announced (a runaway or lying server).
 
 Bodies go out with ``socket.sendfile`` (zero copy) unless a fault needs to touch the bytes.
 """
@@ -32,7 +37,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-FAULT_KINDS = frozenset({"404", "500", "wrong_bytes", "cut", "slow", "no_range"})
+FAULT_KINDS = frozenset(
+    {"404", "500", "wrong_bytes", "cut", "slow", "no_range", "trickle", "endless"}
+)
 
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d+)\s*-\s*(\d*)\s*$")
 _COPY_CHUNK = 1 << 20
@@ -76,6 +83,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_status(int(status), head=head)
                 return
 
+        if "endless" in faults:
+            self._endless(faults["endless"].get("length"), head=head)
+            return
+
         target = owner._resolve(path)
         if target is None:
             self._send_status(404, head=head)
@@ -114,7 +125,10 @@ class _Handler(BaseHTTPRequestHandler):
             if cut:
                 send = min(length, int(faults["cut"].get("after", length // 2)))
             try:
-                if "wrong_bytes" in faults:
+                if "trickle" in faults:
+                    kw = faults["trickle"]
+                    self._trickle(f, start, send, int(kw.get("step", 1)), kw.get("interval", 0.5))
+                elif "wrong_bytes" in faults:
                     self._copy(f, start, send, corrupt=True)
                 else:
                     self.wfile.flush()
@@ -134,6 +148,33 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             self.wfile.write(chunk.translate(_CORRUPT) if corrupt else chunk)
             count -= len(chunk)
+
+    def _trickle(self, f: BinaryIO, offset: int, count: int, step: int, interval: float) -> None:
+        f.seek(offset)
+        stopping = self.server.owner._stopping
+        while count > 0 and not stopping.wait(float(interval)):
+            chunk = f.read(min(step, count))
+            if not chunk:
+                break
+            self.wfile.write(chunk)
+            self.wfile.flush()
+            count -= len(chunk)
+
+    def _endless(self, length: int | None, *, head: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if length is not None:
+            self.send_header("Content-Length", str(int(length)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if head:
+            return
+        block = bytes(range(256)) * 256
+        stopping = self.server.owner._stopping
+        with contextlib.suppress(OSError):
+            while not stopping.is_set():
+                self.wfile.write(block)
 
     def _abort(self) -> None:
         """Drop the connection with the body incomplete (the client sees EOF mid-body)."""
