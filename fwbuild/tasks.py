@@ -55,6 +55,16 @@ def _guarded(func: Callable[[], Any]) -> Any:
         return TaskFailed(str(exc))
     except KeyboardInterrupt:
         raise
+    except OSError as exc:
+        # A disk that fills up or turns read-only under any stage: named, not a traceback.
+        from fwbuild.steps import storage_error
+
+        trees = [p.board.paths for p in _PROJECTS.values()]
+        where = [d for t in trees for d in (t.build, t.rootfs, t.output)]
+        error = storage_error(exc, writing=False, candidates=where)
+        if error is None:
+            raise
+        return TaskFailed(str(error))
     return None
 
 
@@ -328,6 +338,9 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
     from fwbuild.graphs import graph_tasks  # graph-depends, graph-build, graph-size
 
     tasks.update(graph_tasks(key, project))
+    from fwbuild.sourcecheck import source_check_tasks  # source-check
+
+    tasks.update(source_check_tasks(key))
     return {name.removeprefix("task_"): TaskCreator(make) for name, make in tasks.items()}
 
 

@@ -83,6 +83,7 @@ def internet(
                 "libgreet": libgreet,
                 "patches": patches,
                 "env": env,
+                "web": web,
             }
         finally:
             for k, v in saved.items():
