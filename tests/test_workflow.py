@@ -220,3 +220,17 @@ def test_draws_and_uploads_the_pictures() -> None:
     assert "!cancelled()" in step.get("if", "")  # a failed build's timeline too
     uploads = [s for s in steps() if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
     assert "build/graphs/" in uploads[0]["with"]["path"].split()
+
+
+def test_checks_the_mirrors_before_the_build() -> None:
+    """`doit source-check` runs online, before the download and the build, and its failure
+    fails the night (no continue-on-error, no `if:` that would run it regardless)."""
+    ran = [shlex.join(a) for a in run_commands()]
+    assert ".venv/bin/doit source-check" in ran
+    assert ran.index(".venv/bin/doit source-check") < ran.index(".venv/bin/doit source")
+    assert ran.index(".venv/bin/doit source-check") < ran.index(
+        "FWBUILD_OFFLINE=1 .venv/bin/doit rootfs"
+    )
+    step = next(s for s in steps() if "source-check" in s.get("run", ""))
+    assert not step.get("continue-on-error") and "if" not in step
+    assert "FWBUILD_OFFLINE" not in step["run"]
