@@ -16,6 +16,7 @@ doit runs with, points that at the test server, the way a user points it at a lo
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -255,3 +256,38 @@ def test_every_alternative_failing_names_each(
     assert "none of the 2 alternatives of libgreet-1.0.tar.gz could be had" in run.output
     assert "/dead/libgreet-1.0.tar.gz" in run.output and facts["tree"] in run.output
     assert not list((project / "dl").glob("libgreet*"))
+
+
+def test_a_fallbacks_digest_is_part_of_the_fetch_key(
+    internet: tuple[FaultServer, GitDaemon, dict[str, Any]],
+    dist: Dist,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    srv, _, facts = internet
+    for name in list(os.environ):
+        if name.startswith("FWBUILD_"):
+            monkeypatch.delenv(name)
+    project = _fallback_project(tmp_path / "p", dist, srv, facts)
+    board = project / "configs" / "board.toml"
+    before = Project.load(board, project)
+    recipe = project / "recipes" / "libgreet.py"
+    recipe.write_text(recipe.read_text().replace(facts["tree_sha"], "0" * 64))
+    after = Project.load(board, project)
+    assert after.key("libgreet", "fetch") != before.key("libgreet", "fetch")
+    assert after.key("hello", "fetch") == before.key("hello", "fetch")
+    assert after.key("hello", "configure") != before.key("hello", "configure")  # links libgreet
+
+
+def test_unpinned_message_names_the_offline_ways(tmp_path: Path) -> None:
+    from fwbuild.errors import DownloadError
+    from fwbuild.fetch import FetchSettings, RemoteFile, fetch
+
+    settings = FetchSettings(dl_dir=tmp_path / "dl", offline=True, progress="none")
+    remote = RemoteFile("orig.patch.gz", ("http://gone.invalid/orig.patch.gz",), {})
+    with pytest.raises(DownloadError) as info:
+        fetch(remote, settings, package="linux", log=io.StringIO())
+    text = str(info.value)
+    assert "`doit pin:linux`" in text  # with the network
+    assert '[files."orig.patch.gz"]' in text and "FWBUILD_OVERRIDES" in text  # without
+    assert f"copy it to {tmp_path / 'dl' / 'orig.patch.gz'}" in text and "FWBUILD_OFFLINE=1" in text
