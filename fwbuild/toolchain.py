@@ -12,6 +12,7 @@ multi-word ``CC``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -164,8 +165,12 @@ class ZigToolchain:
 
     def warm_marker(self) -> Path:
         """Written into zig's cache once its libc for this target is built: clearing the cache
-        clears it too, so the next warm-up says again that it takes minutes."""
-        name = f"fwbuild-warm-{self.zig_version()}-{self.zig_target}-{self.cpu}"
+        clears it too, so the next warm-up says again that it takes minutes.
+
+        zig keeps a libc per installation (each checkout's .venv/ has its own zig), so the
+        installation's path is part of the name."""
+        where = hashlib.sha256(str(self.zig_binary()).encode()).hexdigest()[:12]
+        name = f"fwbuild-warm-{self.zig_version()}-{self.zig_target}-{self.cpu}-{where}"
         return self.cache_dir / name
 
     def warm_up(self) -> str:
@@ -179,7 +184,8 @@ class ZigToolchain:
         if cold:
             print(
                 f"toolchain: building zig's musl libc cache for {self.cpu} ({self.zig_target}) "
-                f"once per machine, in {self.cache_dir}; this takes a few minutes…",
+                f"once for this zig ({self.zig_binary()}) on this machine, in {self.cache_dir}; "
+                "this takes a few minutes…",
                 flush=True,
             )
         started = time.monotonic()

@@ -67,7 +67,7 @@ def test_first_libc_warm_up_says_what_it_does_and_how_long_it_took(
     ]
     assert len(before) == 1 and len(after) == 1, first.output
     assert before[0] < after[0]
-    assert "i586" in lines[before[0]] and "once per machine" in lines[before[0]]
+    assert "i586" in lines[before[0]] and "once for this zig" in lines[before[0]]
     assert "a few minutes" in lines[before[0]] and str(cache) in lines[before[0]]
 
     # another build directory on the same machine: the cache is warm, nothing to announce
