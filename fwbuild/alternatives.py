@@ -170,21 +170,27 @@ def download_location(project: Project, source: Source) -> tuple[str, str]:
     """(SPDX downloadLocation, note) of the alternative of ``source`` that is used.
 
     The recipe's first URL for a download (a git fallback's URL is already SPDX's VCS form,
-    ``git+https://host/repo.git@<commit>#<path>``); ``file://<path>`` for an override, whose
-    digest is the user's word.
+    ``git+https://host/repo.git@<commit>#<path>``); NOASSERTION for an override, whose path the
+    note gives and whose digest is the user's word.
     """
     alt = chosen(project, source)
     local = project.overrides.files.get(alt.filename)
     if local:
-        return (
-            Path(local.path).resolve().as_uri(),
-            f"{alt.filename}: a local file named in the overrides file, its digest vouched "
-            "for there",
-        )
+        # SPDX has no download location for a file on this machine (file:// is not one): say
+        # NOASSERTION and where it is, as for a whole-package tarball override.
+        return NOASSERTION, local_note(project, alt.filename, Path(local.path))
     url = alt.urls[0] if alt.urls else NOASSERTION
     if alt is source:
         return url, ""
     return url, f"fallback for {source.filename}: {where(alt)}"
+
+
+def local_note(project: Project, what: str, path: Path) -> str:
+    """How an override reads in the SBOM: the same words for a file and a package tarball."""
+    return (
+        f"{what}: the local file {path}, named in the overrides file {project.overrides.file}; "
+        "its digest is the one vouched for there"
+    )
 
 
 def sources_used(project: Project) -> list[dict[str, str]]:

@@ -76,6 +76,7 @@ class AppliedPatch:
     digests: dict[str, str]
     strip: int
     path: Path  # where it is on this machine (the download directory, or patches/)
+    note: str = ""  # a fallback or an override standing for the recipe's file (alternatives)
 
 
 def origin(project: Project, pkg: Package) -> Origin:
@@ -83,11 +84,13 @@ def origin(project: Project, pkg: Package) -> Origin:
     if override and override.srcdir:
         return Origin(None, NOASSERTION, {}, "built from a local source tree (overrides file)")
     if override and override.tarball:
+        from fwbuild.alternatives import local_note
+
         return Origin(
             override.tarball.path.name,
             NOASSERTION,
             override.tarball.digests,
-            "built from a local tarball (overrides file)",
+            local_note(project, "the package's source archive", override.tarball.path),
         )
     if pkg.local_source is not None:
         tree = project.local_source_digest(pkg) or []
@@ -107,7 +110,7 @@ def origin(project: Project, pkg: Package) -> Origin:
         first.filename,
         url,
         local.digests if local else project.remote_digests(first),
-        "built from a local copy of the archive (overrides file)" if local else note,
+        note,
     )
 
 
@@ -123,7 +126,7 @@ def patch_series(project: Project, pkg: Package) -> list[AppliedPatch]:
     """Downloaded patches in declaration order, then ours in name order (as the patch stage)."""
     series: list[AppliedPatch] = []
     for declared in pkg.active_patches():
-        p, (url, _) = used(project, declared)
+        p, (url, note) = used(project, declared)
         local = project.overrides.files.get(p.filename)
         series.append(
             AppliedPatch(
@@ -133,6 +136,7 @@ def patch_series(project: Project, pkg: Package) -> list[AppliedPatch]:
                 digests=local.digests if local else project.remote_digests(p),
                 strip=declared.strip,
                 path=project.local_file(declared),
+                note=note,
             )
         )
     for path in pkg.own_patches:
@@ -230,6 +234,24 @@ def _toolchain_package(spdx_id: str, identity: dict[str, object]) -> dict[str, A
     return entry
 
 
+def external_refs(pkg: Package, url: str) -> list[dict[str, str]]:
+    """The package's CPEs (SECURITY ``cpe23Type``, what vulnerability scanners match on: see
+    fwbuild.cve) and its purl (``pkg:generic``, with the download URL when it has one)."""
+    from fwbuild.cve import package_cpes
+
+    refs = [
+        {"referenceCategory": "SECURITY", "referenceType": "cpe23Type", "referenceLocator": c}
+        for c in dict.fromkeys(cpe.formatted() for cpe in package_cpes(pkg))
+    ]
+    purl = f"pkg:generic/{quote(pkg.name, safe='')}@{quote(pkg.version, safe='')}"
+    if url != NOASSERTION:
+        purl += f"?download_url={quote(url, safe='')}"
+    refs.append(
+        {"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl}
+    )
+    return refs
+
+
 def sbom_document(project: Project, outputs: Path | None = None) -> dict[str, Any]:
     """The SPDX document of the board's image; ``outputs``: the directory of its image files."""
     board = project.board
@@ -304,13 +326,7 @@ def sbom_document(project: Project, outputs: Path | None = None) -> dict[str, An
                 + ", ".join(f"{p.filename} ({'ours' if p.ours else 'downloaded'})" for p in series)
             )
         entry["sourceInfo"] = "; ".join(info)
-        entry["externalRefs"] = [
-            {
-                "referenceCategory": "PACKAGE-MANAGER",
-                "referenceType": "purl",
-                "referenceLocator": f"pkg:generic/{quote(name, safe='')}@{quote(pkg.version)}",
-            }
-        ]
+        entry["externalRefs"] = external_refs(pkg, where.url)
         packages.append(entry)
         contains = bool(pkg.target_files or pkg.image_files)
         relationships.append(_relationship(image, "CONTAINS" if contains else "DEPENDS_ON", pid))
@@ -364,7 +380,9 @@ def sbom_document(project: Project, outputs: Path | None = None) -> dict[str, An
                     "licenseConcluded": NOASSERTION,
                     "licenseDeclared": NOASSERTION,
                     "copyrightText": NOASSERTION,
-                    "comment": f"downloaded {comment}",
+                    "comment": f"{comment}; {patch.note}"
+                    if patch.note
+                    else f"downloaded {comment}",
                 }
                 if patch.digests:
                     downloaded["checksums"] = _checksums(patch.digests)

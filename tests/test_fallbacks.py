@@ -34,7 +34,7 @@ from test_sbom import checksums, schema_errors, spdx_tools_messages
 
 from fwbuild.gitsource import fetch_into, git_url
 from fwbuild.project import Project
-from fwbuild.sbom import FILE_NAME
+from fwbuild.sbom import FILE_NAME, sbom_document
 
 BASE = "https://git.example.invalid/"
 PATCH = "hello-1.0-extra.patch.gz"
@@ -214,7 +214,8 @@ def test_pinning_the_original_makes_the_recipe_prefer_it(
     for name in list(os.environ):
         if name.startswith("FWBUILD_"):
             monkeypatch.delenv(name)
-    before = Project.load(project / "configs" / "board.toml", project)
+    board = project / "configs" / "board.toml"
+    before = Project.load(board, project)
     hello_patch = before.packages["hello"].active_patches()[0]
     assert before.local_file(hello_patch).name == facts["blob_file"]
     original = tmp_path / PATCH
@@ -228,6 +229,26 @@ def test_pinning_the_original_makes_the_recipe_prefer_it(
     assert after.local_file(after.packages["hello"].active_patches()[0]) == original
     assert after.key("hello", "fetch") != before.key("hello", "fetch")
     assert after.key("libgreet", "fetch") == before.key("libgreet", "fetch")
+    # The SBOM states it as a local file with a vouched digest, like a package tarball override.
+    tarball = tmp_path / "libgreet-own.tar.gz"
+    tarball.write_bytes(dist.files["libgreet-1.0.tar.gz"])
+    overrides.write_text(
+        overrides.read_text()
+        + f'[packages.libgreet]\ntarball = "{tarball}"\n'
+        + f'sha256 = "{dist.sha256("libgreet-1.0.tar.gz")}"\n'
+    )
+    packages = {p["name"]: p for p in sbom_document(Project.load(board, project))["packages"]}
+    patch = packages[PATCH]
+    assert patch["downloadLocation"] == "NOASSERTION"
+    assert checksums(patch) == {"SHA256": dist.sha256(PATCH)}
+    assert f"the local file {original}, named in the overrides file {overrides}" in patch["comment"]
+    assert "downloaded" not in patch["comment"]
+    libgreet = packages["libgreet"]
+    assert libgreet["downloadLocation"] == "NOASSERTION"
+    assert (
+        f"the local file {tarball}, named in the overrides file {overrides}"
+        in (libgreet["sourceInfo"])
+    )
 
     # Offline, with the original copied into dl/ and pinned by its digest: preferred too.
     monkeypatch.delenv("FWBUILD_OVERRIDES")
