@@ -198,7 +198,20 @@ def sources_used(project: Project) -> list[dict[str, str]]:
     it, with where that came from (``kind``: upstream, fallback or override)."""
     out: list[dict[str, str]] = []
     for name, pkg in project.packages.items():
-        for source in [*pkg.active_sources(), *pkg.active_patches()]:
+        override = project.overrides.packages.get(name)
+        for index, source in enumerate([*pkg.active_sources(), *pkg.active_patches()]):
+            if index == 0 and override:
+                local = override.tarball.path if override.tarball else override.srcdir
+                out.append(
+                    {
+                        "package": name,
+                        "declared": source.filename,
+                        "used": str(local),
+                        "kind": "override",
+                        "location": NOASSERTION,
+                    }
+                )
+                continue
             alt = chosen(project, source)
             location, _ = download_location(project, source)
             kind = (

@@ -50,7 +50,9 @@ def repos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GitDaemon,
     base = tmp_path_factory.mktemp("git")
     first = make_repo(base / "work", FILES)
     second = commit_more(base / "work", "NEWS", "second commit\n")
-    publish(base / "work", base / "root", "tree.git")
+    served = publish(base / "work", base / "root", "tree.git")
+    # Partial clones allowed, as on GitHub: one file is fetched without the other blobs.
+    git("config", "uploadpack.allowFilter", "true", cwd=served)
     # An independent clone under another name: the same commits, other packs and objects.
     git("clone", "-q", "--bare", str(base / "root" / "tree.git"), str(base / "root" / "copy.git"))
     with GitDaemon(base / "root") as daemon:
