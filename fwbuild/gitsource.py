@@ -163,26 +163,39 @@ def _remaining(deadline_at: float, what: str) -> float:
     return left
 
 
-def _git(args: list[str], *, deadline_at: float, what: str, cwd: Path | None = None) -> str:
-    """Run git, return stdout; GitError with its stderr on failure or past the deadline."""
+def _run(args: list[str], *, deadline_at: float, what: str) -> subprocess.CompletedProcess[bytes]:
+    """Run git with a deadline; past it, git and every helper it started (git-remote-https,
+    a lazy fetch) are killed as a group, so no grandchild keeps the pipes open."""
+    import signal
+
     timeout = _remaining(deadline_at, what)
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             ["git", *args],
-            cwd=cwd,
             env=_env(),
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            start_new_session=True,  # a timeout kills git's helpers (git-remote-https) too
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired as exc:
-        raise GitError(
-            f"{what}: `git {_subcommand(args)}` took longer than {timeout:.0f} s and was "
-            f"stopped{_stderr_note(exc.stderr)}"
-        ) from None
     except FileNotFoundError:
         raise GitError(f"{what}: git is not installed (apt-get install git)") from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise GitError(
+            f"{what}: `git {_subcommand(args)}` took longer than {timeout:.0f} s and was "
+            f"stopped{_stderr_note(err)}"
+        ) from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _git(args: list[str], *, deadline_at: float, what: str) -> str:
+    """Run git, return stdout; GitError with its stderr on failure or past the deadline."""
+    proc = _run(args, deadline_at=deadline_at, what=what)
     if proc.returncode != 0:
         raise GitError(f"{what}: `git {_subcommand(args)}` failed{_stderr_note(proc.stderr)}")
     return proc.stdout.decode("utf-8", "replace")
@@ -235,11 +248,10 @@ def fetch_commit(ref: GitRef, gitdir: Path, *, deadline_at: float) -> None:
         deadline_at=deadline_at,
         what=where,
     )
-    probe = subprocess.run(
-        ["git", "-C", str(gitdir), "cat-file", "-e", f"{ref.commit}^{{commit}}"],
-        env=_env(),
-        capture_output=True,
-        timeout=_remaining(deadline_at, where),
+    probe = _run(
+        ["-C", str(gitdir), "cat-file", "-e", f"{ref.commit}^{{commit}}"],
+        deadline_at=deadline_at,
+        what=where,
     )
     if probe.returncode != 0:
         said = str(first).partition("(git said: ")[2].rstrip(")")
@@ -321,12 +333,7 @@ def _export_blob(gitdir: Path, ref: GitRef, out: _HashingWriter, *, deadline_at:
     assert ref.path is not None
     where = f"{ref.repo} at commit {ref.commit}"
     spec = f"{ref.commit}:{ref.path}"
-    kind = subprocess.run(
-        ["git", "-C", str(gitdir), "cat-file", "-t", spec],
-        env=_env(),
-        capture_output=True,
-        timeout=_remaining(deadline_at, where),
-    )
+    kind = _run(["-C", str(gitdir), "cat-file", "-t", spec], deadline_at=deadline_at, what=where)
     if kind.returncode != 0 or kind.stdout.strip() != b"blob":
         found = kind.stdout.decode().strip() or "nothing"
         raise GitError(
@@ -441,12 +448,10 @@ class _Entry:
 
 
 def _list_tree(gitdir: Path, commit: str, *, deadline_at: float, where: str) -> list[_Entry]:
-    timeout = _remaining(deadline_at, where)
-    proc = subprocess.run(
-        ["git", "-C", str(gitdir), "ls-tree", "-r", "-z", "--full-tree", commit],
-        env=_env(),
-        capture_output=True,
-        timeout=timeout,
+    proc = _run(
+        ["-C", str(gitdir), "ls-tree", "-r", "-z", "--full-tree", commit],
+        deadline_at=deadline_at,
+        what=where,
     )
     if proc.returncode != 0:
         raise GitError(f"{where}: `git ls-tree` failed{_stderr_note(proc.stderr)}")
