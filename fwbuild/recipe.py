@@ -122,6 +122,14 @@ class Package:
     license: ClassVar[str] = "unknown"
     license_files: ClassVar[tuple[str, ...]] = ()
     homepage: ClassVar[str] = ""
+    # What vulnerability databases call the package (fwbuild.cve, the SBOM's CPEs): CPE 2.3
+    # ``vendor:product`` pairs as NVD spells them (``o:vendor:product`` for an operating system),
+    # the package's own first, then names some records use instead. Empty: not checked.
+    cpe_products: ClassVar[tuple[str, ...]] = ()
+    # CVEs that do not apply as the package is built, ``CVE id -> "kind: reason"`` (Yocto's
+    # CVE_STATUS): ``{"CVE-2015-4047": "not-affected: gssapi is not built (--disable-gssapi)"}``.
+    # A CVE one of our patches fixes is not declared here: the patch's ``CVE:`` header says so.
+    cve_status: ClassVar[Mapping[str, str]] = {}
     sources: ClassVar[tuple[Source, ...]] = ()
     # Our own code kept in the project (a directory relative to it) instead of a download.
     local_source: ClassVar[str | None] = None

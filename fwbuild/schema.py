@@ -1,11 +1,12 @@
 """The board file's schema: every section and key it may hold, with their types.
 
 The engine declares its own sections here (``[board]``, ``[target]``, ``[variants]``, ``[paths]``,
-``[mirrors]``, ``[rootfs]``, ``[image]``, ``[downloads]``, ``[toolchains.*]``, ``[tasks.*]``); a
-recipe declares the sections it reads as pydantic models (``settings = {"vpn": "_settings:Vpn"}``,
-see :class:`fwbuild.recipe.Package`). A section that neither declares, a key its model does not
-know, a string where a boolean belongs: each is an error naming the file, the key and the nearest
-known one, all of them in one message, before anything is built.
+``[mirrors]``, ``[rootfs]``, ``[image]``, ``[downloads]``, ``[cve]``, ``[toolchains.*]``,
+``[tasks.*]``); a recipe declares the sections it reads as pydantic models
+(``settings = {"vpn": "_settings:Vpn"}``, see :class:`fwbuild.recipe.Package`). A section that
+neither declares, a key its model does not know, a string where a boolean belongs: each is an
+error naming the file, the key and the nearest known one, all of them in one message, before
+anything is built.
 
 Validation is strict on purpose: TOML has real booleans, integers and lists, and coercing
 ``"no"`` to a boolean is how ``nat_traversal = "no"`` came to switch NAT-T *on*.
@@ -158,6 +159,17 @@ class DownloadsTable(Section):
     max_size: Size | None = Field(default=None, description="the largest file to accept")
 
 
+class CveTable(Section):
+    """``doit cve-check`` (fwbuild.cve)."""
+
+    feed_url: str | None = Field(
+        default=None, description="NVD CVE API 2.0 JSON: an http(s) URL or a local path"
+    )
+    fail_on: Literal["none", "low", "medium", "high", "critical"] = Field(
+        default="none", description="fail on an unpatched CVE of this severity or above"
+    )
+
+
 class ToolchainTable(Section):
     kind: Literal["gcc"]
     prefix: str = Field(min_length=1, description='the tools\' prefix, e.g. "i686-linux-gnu-"')
@@ -214,6 +226,7 @@ ENGINE_SECTIONS: dict[str, tuple[Any, Any]] = {
     "rootfs": (RootfsTable, RootfsTable()),
     "image": (ImageTable, ImageTable()),
     "downloads": (DownloadsTable, DownloadsTable()),
+    "cve": (CveTable, CveTable()),
     "toolchains": (dict[str, ToolchainTable], {}),
     "tasks": (dict[str, TaskTable], {}),
 }

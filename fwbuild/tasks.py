@@ -338,6 +338,9 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
     from fwbuild.graphs import graph_tasks  # graph-depends, graph-build, graph-size
 
     tasks.update(graph_tasks(key, project))
+    from fwbuild.cve import cve_tasks  # cve-check
+
+    tasks.update(cve_tasks(key, project))
     from fwbuild.sourcecheck import source_check_tasks  # source-check
 
     tasks.update(source_check_tasks(key))

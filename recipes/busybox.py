@@ -28,6 +28,7 @@ class Busybox(Package):
     license = "GPL-2.0-only"
     license_files = ("LICENSE",)
     homepage = "https://busybox.net/"
+    cpe_products = ("busybox:busybox",)
     sources = (
         Source(
             "busybox-1.35.0.tar.bz2",

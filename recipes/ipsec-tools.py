@@ -57,6 +57,11 @@ class IpsecTools(AutotoolsPackage):
     # No separate licence file: the KAME/WIDE BSD licence heads every source file.
     license_files = ("src/libipsec/pfkey.c", "src/racoon/racoon.8")
     homepage = "http://ipsec-tools.sourceforge.net/"
+    cpe_products = ("ipsec-tools:ipsec-tools",)
+    cve_status = {
+        "CVE-2015-4047": "not-affected: the NULL dereference is in racoon's GSS-API code "
+        "(isakmp_gssapi), which is not built (--disable-gssapi)",
+    }
     sources = (
         Source(
             "ipsec-tools-0.8.2.tar.bz2",

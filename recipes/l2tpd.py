@@ -30,6 +30,7 @@ class L2tpd(Package):
     license = "GPL-2.0-or-later"
     license_files = ("LICENSE",)
     homepage = "http://www.l2tpd.org/"
+    cpe_products = ("l2tpd:l2tpd",)
     sources = (
         Source(
             "l2tpd-0.69.tar.gz",

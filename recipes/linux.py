@@ -48,6 +48,7 @@ class Linux(Package):
     license = "GPL-2.0-only"
     license_files = ("COPYING", "CREDITS")
     homepage = "https://www.kernel.org/"
+    cpe_products = ("o:linux:linux_kernel",)
     sources = (
         Source(
             "linux-2.6.11.tar.bz2",

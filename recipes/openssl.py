@@ -36,6 +36,7 @@ class Openssl(Package):
     license = "Apache-2.0"
     license_files = ("LICENSE.txt",)
     homepage = "https://www.openssl.org/"
+    cpe_products = ("openssl:openssl",)
     sources = (
         Source(
             "openssl-3.0.20.tar.gz",

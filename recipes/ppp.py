@@ -26,6 +26,8 @@ class Ppp(Package):
     license = "BSD-4-Clause AND GPL-2.0-or-later AND LGPL-2.0-or-later AND Public-Domain"
     license_files = ("README", "pppd/tdb.c", "pppd/plugins/rp-pppoe/pppoe.h")
     homepage = "https://ppp.samba.org/"
+    # NVD files pppd's CVEs under two names (CVE-2020-8597 under the second).
+    cpe_products = ("samba:ppp", "point-to-point_protocol_project:point-to-point_protocol")
     sources = (
         Source(
             "ppp-2.4.3.tar.gz",
