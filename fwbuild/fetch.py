@@ -5,18 +5,22 @@
 - a file already in ``dl_dir`` that matches its digests is used without any network access (a
   sidecar ``.<filename>.verified`` remembers size, mtime and inode so it is not re-hashed on every
   build; a changed file is re-hashed);
-- a file in ``dl_dir`` that does not match is moved to ``dl_dir/.rejected/<filename>.<n>``;
+- a file in ``dl_dir`` that does not match is moved to ``dl_dir/.rejected/<filename>`` (one
+  copy per name, owner-only; ``rm -r dl/.rejected`` clears them);
 - an unpinned file (no digests in the recipe) is refused; ``download_for_pin()`` is the explicit
   way to fetch one and learn its digests;
 - downloads go to ``dl_dir/.partial/<filename>.part``, hashed while written, and only a verified,
   fsynced file is renamed to its real name, so an interrupted or failed download never leaves a
-  partial file under the real name.
+  partial file under the real name. A run killed mid-transfer leaves the partial file, and the
+  next run continues it with ``Range`` (a continued file that fails its digest is moved aside and
+  fetched whole).
 
 URLs are tried in the order primary mirror, recipe URLs, backup mirrors. Transient failures
-(connection refused/reset, a cut transfer, a timeout, HTTP 5xx) are retried ``settings.retries``
-times per URL, resuming with ``Range``; a 4xx or a digest mismatch moves on to the next URL at
-once. Two builds sharing one ``dl_dir`` serialise on ``dl_dir/.locks/<filename>.lock``, so a file
-is downloaded once.
+(connection refused/reset, a cut transfer, a stall, HTTP 5xx) are retried ``settings.retries``
+times per URL, resuming with ``Range``; a 4xx, a digest mismatch, a transfer slower than
+``min_speed``, one past its ``deadline`` (retries included) or a response over the size cap
+moves on to the next URL at once. Two builds sharing one ``dl_dir`` serialise on
+``dl_dir/.locks/<filename>.lock``, so a file is downloaded once.
 """
 
 from __future__ import annotations

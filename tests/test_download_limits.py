@@ -187,7 +187,7 @@ fetch(RemoteFile(a["name"], (a["url"],), {"sha256": a["sha256"]}),
 def test_download_killed_mid_transfer_resumes_with_range(srv: FaultServer, tmp_path: Path) -> None:
     dl = tmp_path / "dl"
     part = dl / ".partial" / f"{NAME}.part"
-    srv.fault(UPSTREAM, "trickle", interval=0.02, step=16 << 10)  # 1 MiB in ~1.3 s
+    srv.fault(UPSTREAM, "trickle", interval=0.05, step=16 << 10)  # 1 MiB in ~3 s
     args = {"name": NAME, "url": srv.url + UPSTREAM, "sha256": SHA256, "dl": str(dl)}
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], env=env)
