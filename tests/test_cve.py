@@ -460,3 +460,63 @@ def test_real_board_recipes_declare_cpes(clean_env: None) -> None:
     assert cpes["busybox"] == ["cpe:2.3:a:busybox:busybox:1.35.0:*:*:*:*:*:*:*"]
     assert cpes["l2tpd"] == ["cpe:2.3:a:l2tpd:l2tpd:0.69:*:*:*:*:*:*:*"]
     assert cpes["openssl"][0].startswith("cpe:2.3:a:openssl:openssl:")
+
+
+# --- an independent scanner reads the SBOM ---------------------------------------------------
+MAKE_SCANNER_DB = """\
+import json, sys
+from cve_bin_tool.cvedb import CVEDB
+from cve_bin_tool.data_sources.nvd_source import NVD_Source
+
+items = json.load(open(sys.argv[1]))["vulnerabilities"]
+db = CVEDB(sources=[], version_check=False)
+db.data = [(NVD_Source(nvd_type="api2").format_data_api2(items), "NVD")]
+db.init_database()
+db.populate_db()
+"""
+
+
+def test_cve_bin_tool_reads_the_sbom_offline(
+    project: Path, clean_env: None, tmp_path: Path
+) -> None:
+    """cve-bin-tool (Intel's scanner, on PyPI) scans our SPDX SBOM with no network: its
+    database is built by its own code from the same NVD 2.0 feed, under a private HOME.
+
+    What it finds follows its own rules, which the expectations spell out: when a package has
+    a purl, cve-bin-tool 3.4 takes only the version from it and matches the package *name*
+    against every vendor's product of that name, ignoring the CPEs (so other:hello's
+    CVE-2099-0005 is reported, and libgreet's alias greet_project:greet is not looked up);
+    version ranges are applied as NVD states them. ``doit cve-check`` matches the recipes'
+    CPEs instead."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("cve_bin_tool")
+    home = tmp_path / "home"
+    (home / ".cache" / "cve-bin-tool").mkdir(parents=True)
+    feed_file = tmp_path / "feed.json"
+    feed_file.write_bytes(feed(*BASE_FEED, INJECTED))
+    sbom = tmp_path / "sbom.spdx.json"
+    sbom.write_text(json.dumps(sbom_document(Project.load(project / "configs" / "board.toml"))))
+    env = {**doit_env(), "HOME": str(home), "COLUMNS": "300"}
+    made = subprocess.run([sys.executable, "-c", MAKE_SCANNER_DB, str(feed_file)], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "found.json"
+    scan = subprocess.run(
+        [sys.executable, "-m", "cve_bin_tool.cli", "--offline", "-u", "never",
+         "--sbom", "spdx", "--sbom-file", str(sbom), "-f", "json", "-o", str(out)],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    log = scan.stdout + scan.stderr
+    assert "The number of products to process from SBOM - 4" in log, log
+    found = {(f["vendor"], f["product"], f["version"], f["cve_number"], f["severity"])
+             for f in json.loads(out.read_text())}  # fmt: skip
+    assert found == {
+        ("example", "hello", "1.0", "CVE-2099-0001", "CRITICAL"),  # in 0.9 <= v < 1.0.1
+        ("example", "hello", "1.0", "CVE-2099-0002", "HIGH"),  # exactly 1.0
+        ("other", "hello", "1.0", "CVE-2099-0005", "CRITICAL"),  # same name, other vendor
+        ("greetsoft", "libgreet", "1.0", "CVE-2099-0006", "CRITICAL"),  # 1.0 <= v <= 1.0
+    }
+    # not CVE-2099-0003 (v < 1.0) nor CVE-2099-0007 (v > 1.0): its version ranges agree
+    assert scan.returncode != 0  # it exits non-zero when it finds CVEs
