@@ -33,12 +33,13 @@ def invalidate_from(project: Project, name: str, stage: str) -> None:
     project.rootfs_stamp.unlink(missing_ok=True)
 
 
-def finish(project: Project, name: str, stage: str, started: float) -> None:
+def finish(project: Project, name: str, stage: str, started: float, **extra: object) -> None:
     write_stamp(
         project.stamp_path(name, stage),
         project.key(name, stage),
         inputs=project.stage_inputs(name, stage),
         seconds=round(time.monotonic() - started, 3),
+        **extra,
     )
 
 
@@ -167,9 +168,12 @@ def do_fetch(project: Project, name: str) -> None:
         fetch_source(project, source, settings, package=name, log=sys.stderr)
     for remote in sorted(remotes, key=lambda r: bool(r.digests)):
         fetch(remote, settings, package=name, log=sys.stderr)
+    used: dict[str, str] = {}  # declared file -> the one that stands for it, for the record
     for source in alternatives:  # the recipe's file, or the fallback that stands for it
-        fetch_source(project, source, settings, package=name, log=sys.stderr)
-    finish(project, name, "fetch", started)
+        used[source.filename] = fetch_source(
+            project, source, settings, package=name, log=sys.stderr
+        ).filename
+    finish(project, name, "fetch", started, used=used)
 
 
 def fresh_tree(project: Project, pkg: Package) -> None:

@@ -158,6 +158,9 @@ def test_builds_from_fallbacks_without_overrides_or_pins(
     # the fallback patch was applied (it adds extra.c), and the build says what it used
     assert (project / "build" / "hello" / "src" / "extra.c").is_file()
     assert f"using its fallback {facts['blob_file']}" in run.output
+    # the fetch stamp records which file stood for each declared one
+    stamp = json.loads((project / "build" / "libgreet" / "stamps" / "fetch.json").read_text())
+    assert stamp["used"] == {"libgreet-1.0.tar.gz": facts["tree_file"]}
     assert f"using the fallback {facts['tree_file']}" in run.output
 
 
