@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.gitserver import DATE, GitDaemon, commit_more, git, make_repo, publish
+from support.gitserver import DATE, GitDaemon, SmartHttp, commit_more, git, make_repo, publish
 from support.httpserver import FaultServer
 
 from fwbuild.errors import ConfigError, DigestMismatch, DownloadError
@@ -279,3 +279,16 @@ def test_git_urls_are_checked_when_a_recipe_loads() -> None:
     ):
         with pytest.raises(ConfigError, match=why):
             check_url(bad, where="recipe r.py")
+
+
+def test_smart_http_as_github_serves_it(
+    repos: tuple[GitDaemon, dict[str, str]], tmp_path: Path
+) -> None:
+    """A ``git+http://`` URL used as written (no insteadOf): git's smart HTTP protocol."""
+    daemon, ids = repos
+    with SmartHttp(daemon.root) as srv:
+        url = git_url(f"{srv.url}/tree.git", ids["first"])
+        check_url(url, where="recipe r.py")
+        _, sha = _export(tmp_path, url, "tree-1.0-git.tar")
+        assert sha == GOLDEN
+        assert any(r.startswith("POST /tree.git/git-upload-pack") for r in srv.requests)

@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 DATE = "1110000000 +0000"  # 2005-03-05: fixed, so commit ids are stable
 
@@ -154,3 +155,79 @@ class GitDaemon:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class SmartHttp:
+    """git's smart HTTP (``git http-backend`` as a CGI) on 127.0.0.1, as GitHub serves git."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.server: Any = None
+        self.requests: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> SmartHttp:
+        import threading
+        import urllib.parse
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._cgi()
+
+            def do_POST(self) -> None:
+                self._cgi()
+
+            def _cgi(self) -> None:
+                parts = urllib.parse.urlsplit(self.path)
+                owner.requests.append(f"{self.command} {parts.path}")
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                env = {
+                    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                    "GIT_PROJECT_ROOT": str(owner.root),
+                    "GIT_HTTP_EXPORT_ALL": "1",
+                    "REQUEST_METHOD": self.command,
+                    "PATH_INFO": urllib.parse.unquote(parts.path),
+                    "QUERY_STRING": parts.query,
+                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                    "CONTENT_LENGTH": str(len(body)),
+                    "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                    "REMOTE_ADDR": "127.0.0.1",
+                }
+                if self.headers.get("Content-Encoding") == "gzip":
+                    env["HTTP_CONTENT_ENCODING"] = "gzip"
+                proc = subprocess.run(
+                    ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+                )
+                head, _, payload = proc.stdout.partition(b"\r\n\r\n")
+                status = 200
+                headers = []
+                for line in head.decode("latin-1").split("\r\n"):
+                    name, _, value = line.partition(":")
+                    if name.lower() == "status":
+                        status = int(value.split()[0])
+                    elif name:
+                        headers.append((name, value.strip()))
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
