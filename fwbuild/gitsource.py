@@ -235,13 +235,13 @@ def fetch_commit(ref: GitRef, gitdir: Path, *, deadline_at: float) -> None:
     )
     base = ["-C", str(gitdir), "fetch", "-q", "--no-tags"]
     if ref.path is not None:
+        base.append("--filter=blob:none")
         # For a repository on this machine (file://, or insteadOf pointing at a local copy) we
-        # run the serving side too: let it honour the filter, so one file can be had from a
-        # copy that lacks other objects. Remote servers run their own upload-pack and ignore it.
-        base += [
-            "--filter=blob:none",
-            "--upload-pack=git -c uploadpack.allowFilter=true upload-pack",
-        ]
+        # start the serving side too: let it honour the filter, so one file can be had from a
+        # copy that lacks other objects. (Only then: a git:// daemon takes it as a service name.)
+        effective = _git(["ls-remote", "--get-url", ref.repo], deadline_at=deadline_at, what=where)
+        if effective.strip().startswith(("file://", "/")):
+            base.append("--upload-pack=git -c uploadpack.allowFilter=true upload-pack")
     try:
         _git([*base, "--depth", "1", "origin", ref.commit], deadline_at=deadline_at, what=where)
         return

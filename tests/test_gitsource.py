@@ -292,3 +292,31 @@ def test_smart_http_as_github_serves_it(
         _, sha = _export(tmp_path, url, "tree-1.0-git.tar")
         assert sha == GOLDEN
         assert any(r.startswith("POST /tree.git/git-upload-pack") for r in srv.requests)
+
+
+def test_one_file_from_a_local_copy_missing_other_objects(tmp_path: Path) -> None:
+    """A local copy (file://, or insteadOf to one) that lacks unrelated objects still gives one
+    file: the serving side we start honours the blob filter. The whole tree fails, saying so."""
+    commit = make_repo(tmp_path / "w", {"keep/fix.patch": "the patch\n", "big.bin": "other\n"})
+    bare = tmp_path / "copy.git"
+    git("clone", "-q", "--bare", "--no-local", str(tmp_path / "w"), str(bare))
+    git("repack", "-q", "-a", "-d", cwd=bare)
+    other = git("rev-parse", f"{commit}:big.bin", cwd=bare)
+    # Rewrite the pack without that blob: a copy that is incomplete, like a partial mirror.
+    keep = [o for o in git("rev-list", "--objects", "--all", cwd=bare).split("\n") if o]
+    wanted = "\n".join(line.split()[0] for line in keep if not line.startswith(other)) + "\n"
+    (tmp_path / "new").mkdir()
+    subprocess.run(
+        ["git", "pack-objects", "-q", str(tmp_path / "new" / "pack")],
+        cwd=bare, input=wanted, text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    for pack in (bare / "objects" / "pack").iterdir():
+        pack.unlink()
+    for pack in (tmp_path / "new").iterdir():
+        pack.rename(bare / "objects" / "pack" / pack.name)
+    assert subprocess.run(["git", "cat-file", "-e", other], cwd=bare).returncode != 0
+    url = git_url(bare.as_uri(), commit, "keep/fix.patch")
+    part, _ = _export(tmp_path / "one", url, "fix.patch")
+    assert part.read_bytes() == b"the patch\n"
+    with pytest.raises(GitError, match="git fetch"):
+        _export(tmp_path / "tree", git_url(bare.as_uri(), commit), "w.tar")
