@@ -1,4 +1,5 @@
-"""OpenSSL 3.0.20: a static libcrypto (and libssl) for racoon; nothing of it goes into the rootfs.
+"""OpenSSL 3.5.7 (LTS, supported to 2030-04): a static libcrypto (and libssl) for racoon; nothing
+of it goes into the rootfs. (3.0, the LTS before, reached its end of life on 2026-09-07.)
 
 Configured as ``linux-generic32`` without assembler (the i586 board has no SSE; the x86 asm
 paths also want a GNU toolchain), without shared libraries, DSO loading, engines, async (musl
@@ -32,21 +33,23 @@ CONFIGURE_OPTIONS = (
 
 class Openssl(Package):
     name = "openssl"
-    version = "3.0.20"
+    version = "3.5.7"
     license = "Apache-2.0"
     license_files = ("LICENSE.txt",)
     homepage = "https://www.openssl.org/"
     cpe_products = ("openssl:openssl",)
     sources = (
         Source(
-            "openssl-3.0.20.tar.gz",
+            "openssl-3.5.7.tar.gz",
             urls=(
-                "https://www.openssl.org/source/openssl-3.0.20.tar.gz",
-                "https://www.openssl.org/source/old/3.0/openssl-3.0.20.tar.gz",
-                "https://github.com/openssl/openssl/releases/download/openssl-3.0.20/"
-                "openssl-3.0.20.tar.gz",
+                "https://www.openssl.org/source/openssl-3.5.7.tar.gz",
+                "https://www.openssl.org/source/old/3.5/openssl-3.5.7.tar.gz",
+                "https://github.com/openssl/openssl/releases/download/openssl-3.5.7/"
+                "openssl-3.5.7.tar.gz",
             ),
-            sha256="c80a01dfc70ece4dc21168932c37739042d404d46ccc81a5986dd75314ecda6f",
+            # Debian 13 ships this exact upstream tarball, with upstream's signature, as
+            # openssl_3.5.7.orig.tar.gz (53,153,930 bytes; the digest its Sources index lists).
+            sha256="a8c0d28a529ca480f9f36cf5792e2cd21984552a3c8e4aa11a24aa31aeac98e8",
         ),
     )
     # Build-time only: racoon links libcrypto statically.

@@ -26,7 +26,7 @@ RUNS = {
     "usr/sbin/chat": (["-h"], "Usage:"),
     "usr/sbin/pppstats": (["-x"], "Usage: pppstats"),
     "usr/sbin/rngseed": (["/nonexistent/seed"], "no provisioned seed"),
-    "usr/sbin/racoon": (["-V"], "OpenSSL 3.0.20"),
+    "usr/sbin/racoon": (["-V"], "OpenSSL 3.5.7"),
     "usr/sbin/setkey": (["-V"], "ipsec-tools 0.8.2"),
     "usr/sbin/racoonctl": ([], "usage"),
     "usr/sbin/l2tpd": (["-h"], "Usage: l2tpd"),
