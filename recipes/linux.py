@@ -24,7 +24,10 @@ dependencies are unmet). kbuild tracks its own configuration, so a fragment chan
 and rebuilds incrementally in the same tree; a patch change starts from a fresh tree.
 """
 
+import dataclasses
 import shutil
+
+from _ppp_source import PPP_SOURCE, PPP_TARBALL
 
 from fwbuild.errors import BuildError
 from fwbuild.kconfig import merge, parse_fragment, read_config, verify
@@ -32,7 +35,6 @@ from fwbuild.patching import PatchFile, apply_series
 from fwbuild.recipe import GitSource, Package, Patch, Source
 
 FRAGMENTS = "configs/linux"
-PPP_TARBALL = "ppp-2.4.3.tar.gz"
 # gcc 12 against a 2005 kernel (2.6.11 has no KCFLAGS, so these ride on CC): Debian's gcc builds
 # PIE by default ("impossible constraint in asm" in BUG()); old `extern inline` needs gnu89
 # semantics; tentative definitions and no stack protector as gcc ≤ 9 did; no .eh_frame
@@ -70,12 +72,7 @@ class Linux(Package):
             ),
         ),
         # The stock MPPE driver of the ~mppc variant ships inside ppp's tarball.
-        Source(
-            PPP_TARBALL,
-            urls=("https://download.samba.org/pub/ppp/ppp-2.4.3.tar.gz",),
-            sha256="1e0fddb5f53613dd14ab10b25435e88092fed1eff09b4ac4448d5be01f3b0b11",
-            when="~mppc",
-        ),
+        dataclasses.replace(PPP_SOURCE, when="~mppc"),
     )
     patches = (
         Patch(
@@ -123,10 +120,11 @@ class Linux(Package):
         # What ppp-2.4.3's linux/mppe/mppeinstall.sh does for 2.6, without its prompts.
         import tarfile
 
-        mppe = "ppp-2.4.3/linux/mppe/"
+        # below the archive's one top directory (ppp-2.4.3/ upstream, another in the git export)
+        mppe = "linux/mppe/"
         with tarfile.open(local_file(PPP_TARBALL)) as tar:
-            members = [m for m in tar.getmembers() if m.name.startswith(mppe) and m.isfile()]
-            names = {m.name[len(mppe) :]: m for m in members}
+            inside = {m.name.partition("/")[2]: m for m in tar.getmembers() if m.isfile()}
+            names = {n[len(mppe) :]: m for n, m in inside.items() if n.startswith(mppe)}
             patches = sorted(n for n in names if n.startswith("linux-2.6") and n.endswith(".patch"))
             staging = tree / ".mppe-patches"
             staging.mkdir()

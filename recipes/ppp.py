@@ -10,7 +10,9 @@ the target: musl's libc.a has crypt/setkey/encrypt, which MS-CHAP's DES uses. A 
 cannot dlopen plugins, so none are built.
 """
 
-from fwbuild.recipe import DeviceNeed, GitSource, Package, Patch, Source
+from _ppp_source import PPP_SOURCE
+
+from fwbuild.recipe import DeviceNeed, GitSource, Package, Patch
 
 # What pppd/Makefile.linux's defaults (CHAPMS, MPPE, USE_CRYPT, HAS_SHADOW, multilink, TDB,
 # MAXOCTETS) produce, written out; no IPX_CHANGE (zig's kernel headers have no linux/ipx.h).
@@ -28,13 +30,7 @@ class Ppp(Package):
     homepage = "https://ppp.samba.org/"
     # NVD files pppd's CVEs under two names (CVE-2020-8597 under the second).
     cpe_products = ("samba:ppp", "point-to-point_protocol_project:point-to-point_protocol")
-    sources = (
-        Source(
-            "ppp-2.4.3.tar.gz",
-            urls=("https://download.samba.org/pub/ppp/ppp-2.4.3.tar.gz",),
-            sha256="1e0fddb5f53613dd14ab10b25435e88092fed1eff09b4ac4448d5be01f3b0b11",
-        ),
-    )
+    sources = (PPP_SOURCE,)  # with a git fallback: recipes/_ppp_source.py
     patches = (
         Patch(
             "ppp-2.4.3-mppe-mppc-1.1.patch.gz",
