@@ -29,6 +29,12 @@ class Busybox(Package):
     license_files = ("LICENSE",)
     homepage = "https://busybox.net/"
     cpe_products = ("busybox:busybox",)
+    # Applets configs/busybox.fragment does not enable are not in the binary.
+    cve_status = {
+        "CVE-2022-30065": "not-affected: the awk applet is not built",
+        "CVE-2023-39810": "not-affected: the cpio applet is not built",
+        "CVE-2025-46394": "not-affected: the tar applet is not built",
+    }
     sources = (
         Source(
             "busybox-1.35.0.tar.bz2",

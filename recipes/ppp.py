@@ -30,6 +30,15 @@ class Ppp(Package):
     homepage = "https://ppp.samba.org/"
     # NVD files pppd's CVEs under two names (CVE-2020-8597 under the second).
     cpe_products = ("samba:ppp", "point-to-point_protocol_project:point-to-point_protocol")
+    cve_status = {
+        "CVE-2015-3310": "not-affected: the overflow is in the RADIUS plugin (rc_mksid), which is "
+        "not built (PLUGIN= is empty; a static pppd cannot load plugins)",
+        "CVE-2006-2194": "not-affected: the winbind plugin is not built (no plugins, see above)",
+        "CVE-2022-4603": "not-affected: the bug is in pppdump, which is neither built nor "
+        "installed (only pppd, chat and pppstats are)",
+        "CVE-2014-3158": "ignored: only an options file can carry the long word; in the image "
+        "they are root-owned configuration, pppd is not setuid and there are no other users",
+    }
     sources = (PPP_SOURCE,)  # with a git fallback: recipes/_ppp_source.py
     patches = (
         Patch(

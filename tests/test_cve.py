@@ -520,3 +520,19 @@ def test_cve_bin_tool_reads_the_sbom_offline(
     }
     # not CVE-2099-0003 (v < 1.0) nor CVE-2099-0007 (v > 1.0): its version ranges agree
     assert scan.returncode != 0  # it exits non-zero when it finds CVEs
+
+
+def test_review_table_is_current(clean_env: None) -> None:
+    """docs/cve.md's table is what cve-check gives for the board with the excerpt feed, and the
+    board passes its own fail_on with it."""
+    from fwbuild.cve import check, report_table
+
+    repo = Path(__file__).resolve().parents[1]
+    board = Project.load(repo / "configs" / "siso.toml", repo)
+    excerpt = repo / "docs" / "cve" / "nvd-excerpt.json"
+    report = check(board, parse_feed(excerpt.read_bytes(), str(excerpt)), "excerpt")
+    table = [line for line in report_table(report).splitlines() if not line.startswith("feed:")]
+    doc = (repo / "docs" / "cve.md").read_text()
+    block = doc.split("<!-- cve-check table: begin -->\n```\n")[1].split("```\n<!--")[0]
+    assert block.splitlines() == table
+    assert report.fail_on == "critical" and report.failing() == []
