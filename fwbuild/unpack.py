@@ -333,26 +333,3 @@ def copy_tree(src: Path, dest: Path) -> None:
         symlinks=True,
         ignore=shutil.ignore_patterns(".git", ".hg", ".svn"),
     )
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a directory quickly and safely: rename it aside first so a crash leaves no half."""
-    if not path.exists() and not path.is_symlink():
-        return
-    trash = path.with_name(f".{path.name}.trash-{os.getpid()}")
-    if trash.exists():
-        shutil.rmtree(trash)
-    path.rename(trash)
-    shutil.rmtree(trash)
-
-
-def replace_tree(new: Path, dest: Path) -> None:
-    """Put the finished tree ``new`` where ``dest`` is: the old one is renamed aside first and
-    removed last, so at no moment is a half-written tree under the real name."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    old = dest.with_name(f".{dest.name}.old")
-    remove_tree(old)
-    if dest.exists() or dest.is_symlink():
-        dest.rename(old)
-    new.rename(dest)
-    remove_tree(old)
