@@ -9,8 +9,11 @@ from __future__ import annotations
 import importlib.util
 import shlex
 import shutil
+import socket
+import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -279,3 +282,118 @@ def test_racoon_bounds_the_cve_2016_10396_fragment_flood(
     assert "after the last fragment: 40001 held after 20000 more sent" in flood
     message = run(theirs, "message", ok=False).splitlines()
     assert "1 again: 1" in message and "no message" in message
+
+
+def _l2tp_avp(attr: int, value: bytes, mandatory: bool = True, length: int | None = None) -> bytes:
+    size = 6 + len(value) if length is None else length
+    return struct.pack("!HHH", (0x8000 if mandatory else 0) | size, 0, attr) + value
+
+
+def _l2tp_control(*avps: bytes) -> bytes:
+    """An L2TP control message (RFC 2661: T, L and S bits, version 2) to tunnel 0."""
+    body = b"".join(avps)
+    return struct.pack("!HHHHHH", 0xC802, 12 + len(body), 0, 0, 0, 0) + body
+
+
+def _sccrp_to(port: int, timeout: float, tunnel: int) -> bytes | None:
+    """Send a well-formed SCCRQ (our tunnel id ``tunnel``: l2tpd ignores a second request for
+    a tunnel it has) to l2tpd on 127.0.0.1:port; its SCCRP, or None."""
+    sccrq = _l2tp_control(
+        _l2tp_avp(0, struct.pack("!H", 1)),  # Message Type: SCCRQ
+        _l2tp_avp(2, struct.pack("!H", 0x0100)),  # Protocol Version 1.0
+        _l2tp_avp(7, b"probe"),  # Host Name
+        _l2tp_avp(3, struct.pack("!I", 3)),  # Framing Capabilities: async, sync
+        _l2tp_avp(9, struct.pack("!H", tunnel)),  # Assigned Tunnel ID
+    )
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        resend = 0.0
+        while (left := deadline - time.monotonic()) > 0:
+            if time.monotonic() >= resend:  # again each second: l2tpd may not be up yet
+                sock.sendto(sccrq, ("127.0.0.1", port))
+                resend = time.monotonic() + 1
+            sock.settimeout(min(left, 1.0))
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                continue
+            # a control message whose first AVP is Message Type 2 (SCCRP), to our tunnel
+            if (
+                len(data) >= 20
+                and data[4:6] == struct.pack("!H", tunnel)
+                and (data[18:20] == b"\x00\x02")
+            ):
+                return data
+    return None
+
+
+def test_l2tpd_survives_a_zero_length_avp(
+    built: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    """Our patch 0010: one datagram with an unknown, non-mandatory AVP whose length field is 0
+    made l2tpd's handle_avps() loop forever (unauthenticated denial of service on UDP 1701).
+    The real l2tpd runs under ``qemu-i386 -cpu pentium`` on a port of 127.0.0.1; after the
+    malformed SCCRQ, ours logs "AVP with too small of size (0)", drops it, and answers a
+    well-formed SCCRQ with an SCCRP. The same l2tpd with 0010 reverse-applied to avp.c spins
+    and never answers. (0007-0009 bound the data path, which needs an established call and a
+    pty: they are exercised by the two-VM session, not attacked here.)"""
+    _, build = built
+    src = build / "l2tpd" / "src"
+    cc = build / "toolchain" / "bin" / "i586-linux-musl-cc"
+    ours = build / "l2tpd" / "staging" / "usr" / "sbin" / "l2tpd"
+
+    old = tmp_path / "unpatched"
+    old.mkdir()
+    shutil.copy(src / "avp.c", old / "avp.c")
+    patch = REPO / "patches/l2tpd/0.69/0010-handle-avps-reject-zero-length-avp.patch"
+    subprocess.run([need("patch"), "-R", "-p1", "-s", "-i", str(patch)], cwd=old, check=True)
+    flags = ["-Os", "-std=gnu89", "-fcommon", "-fno-builtin-log", "-DDEBUG_PPPD",
+             "-DDEBUG_CONTROL", "-DDEBUG_ENTROPY", "-DSANITY", "-DLINUX", "-DIP_ALLOCATION", "-w",
+             "-I."]  # fmt: skip
+    subprocess.run([str(cc), *flags, "-c", str(old / "avp.c"), "-o", str(old / "avp.o")],
+                   cwd=src, check=True)  # fmt: skip
+    objects = [str(old / "avp.o") if p == "avp.o" else p for p in
+               ("l2tpd.o", "pty.o", "misc.o", "control.o", "avp.o", "call.o", "network.o",
+                "avpsend.o", "scheduler.o", "file.o", "aaa.o", "md5.o")]  # fmt: skip
+    theirs = old / "l2tpd"
+    subprocess.run([str(cc), "-Os", "-static", "-o", str(theirs), *objects], cwd=src, check=True)
+
+    malformed = _l2tp_control(
+        _l2tp_avp(0, struct.pack("!H", 1)),
+        _l2tp_avp(200, b"", mandatory=False, length=0),  # unknown, optional, length 0
+        bytes(32),
+    )
+    for binary, fixed in ((ours, True), (theirs, False)):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        conf = tmp_path / f"l2tpd-{port}.conf"
+        conf.write_text(
+            f"[global]\nport = {port}\n\n[lns default]\nip range = 10.9.0.2-10.9.0.9\n"
+            "local ip = 10.9.0.1\nrequire authentication = no\nname = siso\n"
+            "pppoptfile = /dev/null\nlength bit = yes\n"
+        )
+        (tmp_path / "secrets").write_text("")
+        log = tmp_path / f"l2tpd-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [need("qemu-i386"), "-cpu", "pentium", str(binary), "-D", "-c", str(conf),
+                 "-s", str(tmp_path / "secrets"), "-p", str(tmp_path / f"l2tpd-{port}.pid")],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                assert _sccrp_to(port, 20, 4242) is not None, log.read_bytes()[-2000:]  # up
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.sendto(malformed, ("127.0.0.1", port))
+                answer = _sccrp_to(port, 5, 4343)
+                text = log.read_bytes().replace(b"\0", b"").decode(errors="replace")
+                if fixed:
+                    assert answer is not None, text[-2000:]
+                    assert "AVP with too small of size (0)" in text
+                    assert proc.poll() is None
+                else:
+                    assert answer is None
+                    assert text.count("dont know how to handle atribute") > 100
+            finally:
+                proc.kill()
+                proc.wait(timeout=10)
