@@ -103,6 +103,11 @@ class Vpn(Section):
     mtu: int = 1280
     nat_traversal: bool = False
     ppp_debug: bool = Field(default=False, description="pppd logs every LCP/CHAP/CCP packet")
+    legacy_proposals: bool = Field(
+        default=True,
+        description="racoon also accepts 3DES and MODP-1024 (Windows XP, Android's legacy "
+        "L2TP client); false: AES with SHA-1/SHA-256 and MODP-2048 only",
+    )
     server_address: str | None = Field(default=None, description="role = client: the server")
     client_user: str | None = Field(default=None, description="role = client: who connects")
 

@@ -60,6 +60,7 @@ class Vpn:
     mtu: int
     nat_traversal: bool
     ppp_debug: bool
+    legacy_proposals: bool  # racoon also offers 3DES and MODP-1024 (Windows XP, old Android)
     server_address: ipaddress.IPv4Address  # where clients reach racoon
     client_user: str | None  # the user a client profile connects as
 
@@ -92,6 +93,7 @@ def vpn_settings(board: Board) -> Vpn:
         mtu=data.get("mtu", 1280),
         nat_traversal=data.get("nat_traversal", False),
         ppp_debug=data.get("ppp_debug", False),
+        legacy_proposals=data.get("legacy_proposals", True),
     )
 
 

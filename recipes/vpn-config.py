@@ -1,9 +1,11 @@
 """The VPN daemons' configuration, rendered from the board's [vpn] section (seed §6.2.2-6.2.4).
 
-racoon.conf (road-warrior responder with certificates), l2tpd.conf (LNS, stock 0.69 keys) and
-pppd's options.l2tp (MS-CHAPv2; MPPE spelled for the pppd variant that is built). The secrets
-(chap-secrets) and the certificates are separate packages, so that changing a password or
-reissuing a certificate re-renders only what depends on it.
+racoon.conf (road-warrior responder with certificates; its proposals, ike_proposals() and
+esp_algorithms() below, accept today's clients and, with [vpn] legacy_proposals, Windows XP),
+l2tpd.conf (LNS, stock 0.69 keys) and pppd's options.l2tp (MS-CHAPv2; MPPE spelled for the
+pppd variant that is built). The secrets (chap-secrets) and the certificates are separate
+packages, so that changing a password or reissuing a certificate re-renders only what depends
+on it.
 
 l2tpd 0.69 reads its configuration in 100-byte pieces, so a longer line (a comment too) is cut
 and the rest is parsed as a line of its own: its templates carry no comments.
@@ -22,6 +24,40 @@ MPPE_OPTIONS = {
     True: "mppe required,stateless,no40,no56\nmppc",
     False: "require-mppe-128\nnomppe-stateful",
 }
+
+
+# racoon's phase 1 proposals, strongest first (the initiator's order decides which one is used).
+# Today's clients (Windows 10/11, macOS, Android's legacy L2TP, NetworkManager-l2tp with
+# strongSwan or libreswan) propose AES-CBC 128/256 with SHA-1/SHA-256 and MODP-2048 or
+# MODP-1024, in IKEv1 main mode with RSA signatures; Windows XP proposes only
+# 3DES/SHA-1/MODP-1024. ``legacy`` ([vpn] legacy_proposals) keeps 3DES and MODP-1024.
+IKE_ENCRYPTION = ("aes 256", "aes 128")
+IKE_HASH = ("sha256", "sha1")
+
+
+def ike_proposals(*, legacy: bool) -> list[tuple[str, str, str]]:
+    """(encryption, hash, DH group) of each phase 1 proposal, strongest first."""
+    groups = ("modp2048", "modp1024") if legacy else ("modp2048",)
+    proposals = [(e, h, g) for g in groups for e in IKE_ENCRYPTION for h in IKE_HASH]
+    if legacy:
+        proposals += [("3des", "sha1", g) for g in groups]
+    return proposals
+
+
+def ike_proposal_blocks(*, legacy: bool) -> str:
+    return "".join(
+        f"\tproposal {{\n\t\tencryption_algorithm {enc};\n\t\thash_algorithm {hash_};\n"
+        f"\t\tauthentication_method rsasig;\n\t\tdh_group {group};\n\t}}\n"
+        for enc, hash_, group in ike_proposals(legacy=legacy)
+    )
+
+
+def esp_algorithms(*, legacy: bool) -> tuple[str, str]:
+    """Phase 2 (ESP) encryption and HMAC lists for racoon's sainfo. HMAC-SHA-256 needs the
+    kernel's RFC 4868 truncation (patches/linux/2.6.11/0006-…) to interoperate."""
+    encryption = ["aes 256", "aes 128"] + (["3des"] if legacy else [])
+    authentication = ["hmac_sha256", "hmac_sha1"] + (["hmac_md5"] if legacy else [])
+    return ", ".join(encryption), ", ".join(authentication)
 
 
 class VpnConfig(Package):
@@ -53,7 +89,11 @@ class VpnConfig(Package):
     def install(self, ctx):
         vpn = vpn_settings(self.board)
         natt = vpn.nat_traversal
+        esp_encryption, esp_authentication = esp_algorithms(legacy=vpn.legacy_proposals)
         values = {
+            "ike_proposals": ike_proposal_blocks(legacy=vpn.legacy_proposals),
+            "esp_encryption": esp_encryption,
+            "esp_authentication": esp_authentication,
             "wan_ip": vpn.wan.ip,
             "natt_listen": f"\tisakmp_natt {vpn.wan.ip} [4500];\n" if natt else "",
             "nat_traversal": "on" if natt else "off",

@@ -75,7 +75,21 @@ def test_rendered_configs(built: tuple[Path, DoitRun]) -> None:
     assert "isakmp 192.168.1.1 [500];" in racoon
     assert 'certificate_type x509 "siso.vonk-cert.pem" "siso.vonk-key.pem";' in racoon
     assert "generate_policy on;" in racoon and "pfs_group" not in racoon
-    assert "dh_group modp1024;" in racoon
+    # phase 1: today's clients' AES/SHA-2/MODP-2048 first, Windows XP's 3DES/SHA-1/MODP-1024 kept
+    proposals = re.findall(
+        r"proposal \{\s*encryption_algorithm ([^;]+);\s*hash_algorithm (\w+);\s*"
+        r"authentication_method rsasig;\s*dh_group (\w+);\s*\}",
+        racoon,
+    )
+    assert proposals[0] == ("aes 256", "sha256", "modp2048")
+    for wanted in (("aes 256", "sha1", "modp1024"), ("aes 128", "sha1", "modp1024"),
+                   ("aes 128", "sha256", "modp2048"), ("3des", "sha1", "modp1024")):  # fmt: skip
+        assert wanted in proposals, wanted
+    assert proposals[-1] == ("3des", "sha1", "modp1024")
+    assert racoon.count("proposal {") == len(proposals) == 10
+    # phase 2: AES and 3DES, HMAC-SHA-256 and SHA-1
+    assert "encryption_algorithm aes 256, aes 128, 3des;" in racoon
+    assert "authentication_algorithm hmac_sha256, hmac_sha1, hmac_md5;" in racoon
     l2tpd = (etc / "l2tpd.conf").read_text()
     keys = {line.split("=")[0].strip() for line in l2tpd.splitlines() if "=" in line}
     stock_069 = {"port", "ip range", "local ip", "require authentication", "name", "ppp debug",
@@ -164,6 +178,8 @@ BAD_SETTINGS = {
                     "overlaps the WAN subnet"),
     "unknown-variant": ({"mppc = true": "mppc = true\nmpcc = false"}, "[variants] mpcc"),
     "no-users": ({'users = ["alice", "bob"]': "users = []"}, "[vpn] users"),
+    "legacy-not-bool": ({"legacy_proposals = true": 'legacy_proposals = "no"'},
+                        "[vpn] legacy_proposals"),
 }  # fmt: skip
 
 
@@ -206,6 +222,16 @@ def test_stock_mppe_spelling_when_mppc_is_off(tmp_path: Path) -> None:
     assert run.returncode == 0, run.output
     options = (tmp_path / "build/rootfs/etc/sysconfig/ppp/options.l2tp").read_text().splitlines()
     assert "require-mppe-128" in options and "mppc" not in options
+
+
+def test_without_legacy_proposals_only_aes_and_modp2048(tmp_path: Path) -> None:
+    run = build(tmp_path, edit={"legacy_proposals = true": "legacy_proposals = false"})
+    assert run.returncode == 0, run.output
+    racoon = (tmp_path / "build/rootfs/etc/sysconfig/racoon.conf").read_text()
+    assert racoon.count("proposal {") == 4 == racoon.count("dh_group modp2048;")
+    assert "3des" not in racoon and "modp1024" not in racoon and "hmac_md5" not in racoon
+    assert "encryption_algorithm aes 256, aes 128;" in racoon
+    assert "authentication_algorithm hmac_sha256, hmac_sha1;" in racoon
 
 
 def test_revocation_and_crl_renewal(built: tuple[Path, DoitRun]) -> None:
