@@ -14,7 +14,8 @@ found then gets a status:
 * **unpatched**: neither.
 
 The feed is NVD's CVE API 2.0 JSON (``{"vulnerabilities": [{"cve": {...}}, ...]}``, plain or
-gzip), from the board's ``[cve] feed_url`` or ``FWBUILD_CVE_FEED``: an ``http(s)`` URL is
+gzip), from the board's ``[cve] feed_url`` or ``FWBUILD_CVE_FEED`` (one or several: NVD publishes
+a file per year; a CVE in two of them counts once, the later one's): an ``http(s)`` URL is
 downloaded into the download cache as ``cve-feed-<YYYY-MM-DD>-<name>`` (once a day) and used from
 there when offline or when the server is unreachable; a local path is read where it is. A feed
 is never pinned (it changes daily): the report names the file and its date.
@@ -329,9 +330,14 @@ def parse_feed(data: bytes, where: str) -> list[Vuln]:
     return vulns
 
 
-def feed_setting(project: Project) -> str | None:
-    section = project.board.data.get("cve") or {}
-    return os.environ.get(FEED_ENV) or section.get("feed_url") or None
+def feed_setting(project: Project) -> list[str]:
+    """The feeds to read: ``FWBUILD_CVE_FEED`` (several separated by spaces) or ``[cve]
+    feed_url`` (a string or a list: NVD publishes one file per year)."""
+    env = os.environ.get(FEED_ENV, "").split()
+    if env:
+        return env
+    value = (project.board.data.get("cve") or {}).get("feed_url") or []
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _cache_name(url: str) -> str:
@@ -370,15 +376,11 @@ def _download(url: str, dest: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def obtain_feed(project: Project, log: Callable[[str], None] = print) -> tuple[Path, str]:
+def obtain_feed(
+    project: Project, where: str, log: Callable[[str], None] = print
+) -> tuple[Path, str]:
     """The feed file to read and where it came from (a local file, today's or a cached copy)."""
-    where = feed_setting(project)
     board = project.board
-    if not where:
-        raise ConfigError(
-            f"{board.file}: cve-check needs a vulnerability feed: set [cve] feed_url (an NVD "
-            f"CVE API 2.0 JSON file, http(s) URL or local path) or {FEED_ENV}"
-        )
     scheme = urllib.parse.urlsplit(where).scheme.lower()
     if scheme not in ("http", "https"):
         path = (
@@ -589,8 +591,20 @@ def publish(project: Project, files: Mapping[str, str]) -> list[Path]:
 
 
 def run(project: Project, log: Callable[[str], None] = print) -> Report:
-    path, feed = obtain_feed(project, log)
-    report = check(project, parse_feed(path.read_bytes(), str(path)), feed)
+    feeds = feed_setting(project)
+    if not feeds:
+        raise ConfigError(
+            f"{project.board.file}: cve-check needs a vulnerability feed: set [cve] feed_url (an "
+            f"NVD CVE API 2.0 JSON file, http(s) URL or local path, or a list of them) or "
+            f"{FEED_ENV}"
+        )
+    vulns: dict[str, Vuln] = {}
+    sources = []
+    for where in feeds:  # every feed is had (or refused) before anything is reported
+        path, source = obtain_feed(project, where, log)
+        vulns.update((v.id, v) for v in parse_feed(path.read_bytes(), str(path)))
+        sources.append(source)
+    report = check(project, list(vulns.values()), "; ".join(sources))
     text = report_table(report)
     written = publish(
         project,

@@ -162,8 +162,9 @@ class DownloadsTable(Section):
 class CveTable(Section):
     """``doit cve-check`` (fwbuild.cve)."""
 
-    feed_url: str | None = Field(
-        default=None, description="NVD CVE API 2.0 JSON: an http(s) URL or a local path"
+    feed_url: str | list[str] | None = Field(
+        default=None,
+        description="NVD CVE API 2.0 JSON: an http(s) URL or a local path, or a list of them",
     )
     fail_on: Literal["none", "low", "medium", "high", "critical"] = Field(
         default="none", description="fail on an unpatched CVE of this severity or above"

@@ -260,6 +260,38 @@ def test_unpatched_critical_cve_fails_and_still_writes_the_report(
     assert statuses(report(project))["CVE-2099-0006"][1] == "not-applicable"
 
 
+def test_several_feeds_one_per_year(project: Path, served: tuple[FaultServer, Path]) -> None:
+    """NVD publishes a file per year: feed_url may list several (each cached on its own), and a
+    CVE in two of them counts once."""
+    srv, root = served
+    (root / "nvd" / "nvdcve-2.0-2098.json").write_bytes(feed(*BASE_FEED[:2]))
+    (root / "nvd" / "nvdcve-2.0-2099.json").write_bytes(feed(*BASE_FEED[1:], INJECTED))
+    board = project / "configs" / "board.toml"
+    urls = [srv.url_for(f"/nvd/nvdcve-2.0-{y}.json") for y in (2098, 2099)]
+    board.write_text(
+        board.read_text().replace(
+            f'feed_url = "{srv.url_for("/nvd/nvdcve-2.0.json")}"', f"feed_url = {json.dumps(urls)}"
+        )
+    )
+    run = run_doit(project, "cve-check")
+    assert run.returncode != 0 and "CVE-2099-0006" in run.output  # from the second file
+    rep = report(project)
+    assert sorted(statuses(rep)) == ["CVE-2099-0001", "CVE-2099-0002", "CVE-2099-0004",
+                                     "CVE-2099-0006"]  # fmt: skip
+    assert sorted(
+        p.name[len("cve-feed-2000-01-01-") :] for p in (project / "dl").glob("cve-*")
+    ) == [
+        "nvdcve-2.0-2098.json",
+        "nvdcve-2.0-2099.json",
+    ]
+    # the environment takes several, separated by spaces
+    local = project / "local.json"
+    local.write_bytes(feed(BASE_FEED[0]))
+    run = run_doit(project, "cve-check", env=doit_env(FWBUILD_CVE_FEED=f"{local} {local}"))
+    assert run.returncode == 0, run.output
+    assert sorted(statuses(report(project))) == ["CVE-2099-0001"]
+
+
 def test_report_copy_goes_into_an_existing_output(project: Path) -> None:
     (project / "output").mkdir()
     assert run_doit(project, "cve-check").returncode == 0
