@@ -646,7 +646,8 @@ def cve_tasks(key: str, project: Project) -> dict[str, Callable[[], Any]]:
     def task_cve_check() -> dict[str, Any]:
         return {
             "basename": "cve-check",
-            "doc": "match the packages' CPEs against a CVE feed ([cve] feed_url) and report; "
+            # (no "report" in a doc: doit list must not suggest a task of that name)
+            "doc": "match the packages' CPEs and versions against a CVE feed ([cve] feed_url); "
             "fail on [cve] fail_on",
             "actions": [(run_cve_check, [key])],
             "uptodate": [False],
