@@ -397,3 +397,29 @@ def test_l2tpd_survives_a_zero_length_avp(
             finally:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def test_racoon_has_no_gssapi_code(built: tuple[dict[str, str], Path]) -> None:
+    """What recipes/ipsec-tools.py's cve_status says of CVE-2015-4047 (a NULL dereference in
+    racoon's GSS-API code): configure left HAVE_GSSAPI undefined, and no object racoon is
+    linked from defines or calls a GSS-API function (racoon itself is stripped)."""
+    _, build = built
+    src = build / "ipsec-tools" / "src"
+    assert "/* #undef HAVE_GSSAPI */" in (src / "config.h").read_text()
+    symbols: set[str] = set()
+    objects = [
+        p
+        for p in (src / "src" / "racoon").glob("*.o")
+        if p.name not in NOT_RACOON and not p.name.startswith("libracoon_la-")
+    ]
+    for obj in objects:
+        with obj.open("rb") as fh:
+            for section in ELFFile(fh).iter_sections():
+                if section.header.sh_type == "SHT_SYMTAB":
+                    symbols.update(
+                        s.name
+                        for s in section.iter_symbols()
+                        if s["st_info"]["type"] != "STT_FILE"  # not the source file names
+                    )
+    assert "isakmp_main" in symbols and "gssapi.o" in {p.name for p in objects}
+    assert [s for s in symbols if "gss" in s.lower()] == ["__gssapi_dUmMy"]  # an empty file
