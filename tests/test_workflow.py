@@ -234,3 +234,27 @@ def test_checks_the_mirrors_before_the_build() -> None:
     step = next(s for s in steps() if "source-check" in s.get("run", ""))
     assert not step.get("continue-on-error") and "if" not in step
     assert "FWBUILD_OFFLINE" not in step["run"]
+
+
+def test_proves_the_firmware_it_built() -> None:
+    """After the build, the README's tests run with the real-source tests pointed at that very
+    build (tests/support/real.py); the VMs' consoles and captures are uploaded with it."""
+    board = tomllib.loads((REPO / "configs" / "siso.toml").read_text())
+    ran = [shlex.join(a) for a in run_commands()]
+    tests = next(s for s in steps() if s.get("run", "").strip() == ".venv/bin/python -m pytest")
+    assert ran.index("FWBUILD_OFFLINE=1 .venv/bin/doit rootfs") < ran.index(
+        ".venv/bin/python -m pytest"
+    )
+    env = tests.get("env", {})
+    assert env.get("FWBUILD_REAL_BUILD_DIR") == board["paths"]["build"]
+    assert env.get("FWBUILD_REAL_FIRMWARE") == board["paths"]["output"]
+    logs = env.get("FWBUILD_REAL_LOG_DIR")
+    assert logs
+    uploads = [s for s in steps() if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert f"{logs}/" in uploads[0]["with"]["path"].split()
+    # the variables mean something to the tests, and the firmware check is one of them
+    real = (REPO / "tests" / "support" / "real.py").read_text()
+    assert "FWBUILD_REAL_BUILD_DIR" in real and "FWBUILD_REAL_LOG_DIR" in real
+    vpn = (REPO / "tests" / "test_real_vpn.py").read_text()
+    assert 'os.environ.get("FWBUILD_REAL_FIRMWARE")' in vpn
+    assert "def test_images_carry_the_firmware_that_was_built" in vpn
