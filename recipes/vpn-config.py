@@ -72,6 +72,7 @@ class VpnConfig(Package):
         f"{TEMPLATES}/racoon.conf.in",
         f"{TEMPLATES}/l2tpd.conf.in",
         f"{TEMPLATES}/options.l2tp.in",
+        f"{TEMPLATES}/setkey.conf.in",
         f"{TEMPLATES}/client/racoon.conf.in",
         f"{TEMPLATES}/client/setkey.conf.in",
         f"{TEMPLATES}/client/l2tpd.conf.in",
@@ -117,7 +118,7 @@ class VpnConfig(Package):
             templates = templates / "client"
         for template, target in self.OUTPUTS.items():
             if not (templates / template).exists():
-                continue  # the server has no setkey.conf: racoon generates its policies
+                continue
             out = ctx.staging / target
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(render(templates / template, values))

@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.real import REPO, log_dir, real_doit, real_env
-from support.vm import VM, ip_packets
+from support.vm import VM, ip_packets, udp_flows
 
 pytestmark = pytest.mark.real_sources
 
@@ -162,6 +163,24 @@ def test_revoked_client_is_refused(vms) -> None:
     server.wait_for(r"certificate revoked", 120)
     assert "ISAKMP-SA established" not in server.console
     assert "Call established" not in server.console
+
+
+def test_plaintext_l2tp_is_never_answered(vms) -> None:
+    """A peer that never authenticated to racoon (mallory is revoked) sends L2TP in plaintext:
+    the server's policy requires ESP for UDP 1701, so l2tpd never sees it and nothing answers."""
+    server, client = vms("revoked")
+    client.wait_for(r"rcS: boot complete \(client", 120)
+    server.wait_for(r"certificate revoked", 120)
+    client.run("setkey -FP", r"")  # the client's own policy no longer holds its L2TP back
+    assert "[1701]" not in client.run("setkey -DP", r"")  # (racoon's per-socket ones stay)
+    time.sleep(20)  # l2tpd's SCCRQ retries now leave in plaintext
+    server.stop()
+    flows = udp_flows(server.log.with_suffix(".pcap"))
+    sent = [f for f in flows if f[1] == 1701 and f[3] == 1701 and f[2] == "192.168.1.1"]
+    assert sent, f"the client sent no plaintext L2TP; flows: {flows}"
+    answers = [f for f in flows if f[0] == "192.168.1.1" and f[1] == 1701]
+    assert not answers, answers
+    assert "Connection established" not in server.console
 
 
 def test_stock_mppe_variant_session(vms, stock_images: dict[str, Path]) -> None:

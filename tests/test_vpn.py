@@ -90,6 +90,13 @@ def test_rendered_configs(built: tuple[Path, DoitRun]) -> None:
     # phase 2: AES and 3DES, HMAC-SHA-256 and SHA-1
     assert "encryption_algorithm aes 256, aes 128, 3des;" in racoon
     assert "authentication_algorithm hmac_sha256, hmac_sha1, hmac_md5;" in racoon
+    # no plaintext L2TP: ESP required both ways for UDP 1701, whoever the peer is
+    setkey = (etc / "setkey.conf").read_text()
+    policies = [line for line in setkey.splitlines() if line.startswith("spdadd")]
+    assert policies == [
+        "spdadd 0.0.0.0/0[any] 192.168.1.1[1701] udp -P in ipsec esp/transport//require;",
+        "spdadd 192.168.1.1[1701] 0.0.0.0/0[any] udp -P out ipsec esp/transport//require;",
+    ]
     l2tpd = (etc / "l2tpd.conf").read_text()
     keys = {line.split("=")[0].strip() for line in l2tpd.splitlines() if "=" in line}
     stock_069 = {"port", "ip range", "local ip", "require authentication", "name", "ppp debug",

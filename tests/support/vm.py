@@ -97,3 +97,21 @@ def ip_packets(pcap: Path) -> list[tuple[int, int | None]]:
         port = int.from_bytes(ip[header + 2 : header + 4], "big") if proto == 17 else None
         packets.append((proto, port))
     return packets
+
+
+def udp_flows(pcap: Path) -> list[tuple[str, int, str, int]]:
+    """(source address, source port, destination address, destination port) of each UDP packet."""
+    data = pcap.read_bytes()
+    flows: list[tuple[str, int, str, int]] = []
+    pos = 24
+    while pos + 16 <= len(data):
+        caplen = int.from_bytes(data[pos + 8 : pos + 12], "little")
+        frame = data[pos + 16 : pos + 16 + caplen]
+        pos += 16 + caplen
+        if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[14 + 9] != 17:
+            continue
+        ip = frame[14:]
+        udp = ip[(ip[0] & 0x0F) * 4 :]
+        src, dst = ".".join(map(str, ip[12:16])), ".".join(map(str, ip[16:20]))
+        flows.append((src, int.from_bytes(udp[0:2], "big"), dst, int.from_bytes(udp[2:4], "big")))
+    return flows
