@@ -123,6 +123,16 @@ conn {p.server_name}
 """
 
 
+# libreswan 4 accepts IKEv1 (which L2TP/IPsec clients use) only with this global setting;
+# connect.sh keeps the system's file as /etc/ipsec.conf.orig.
+LIBRESWAN_SETUP = """\
+config setup
+	ikev1-policy=accept
+
+include /etc/ipsec.d/*.conf
+"""
+
+
 def _xl2tpd_conf(p: ClientProfile) -> str:
     # xl2tpd's own defaults otherwise (no "tx bps": the firmware's l2tpd accepts speed 0)
     return f"""\
@@ -181,12 +191,17 @@ strongswan)
 	ipsec up {name}
 	;;
 libreswan)
-	mkdir -p /etc/ipsec.d
+	mkdir -p /etc/ipsec.d /run/pluto
+	# libreswan 4 refuses IKEv1 unless ikev1-policy=accept (a global setting)
+	[ -f /etc/ipsec.conf.orig ] || cp /etc/ipsec.conf /etc/ipsec.conf.orig 2>/dev/null || true
+	cp "$here/libreswan/ipsec.conf" /etc/ipsec.conf
 	cp "$here/libreswan/{name}.conf" /etc/ipsec.d/{name}.conf
-	ipsec initnss >/dev/null 2>&1 || true
+	[ -f /var/lib/ipsec/nss/cert9.db ] || ipsec initnss
+	# the CA first, trusted, under its own name; then the user's key and certificate
+	certutil -A -n "{ca}" -t "CT,," -a -i "$here/cacert.pem" -d sql:/var/lib/ipsec/nss
 	pk12util -i "$here/{user}.p12" -d sql:/var/lib/ipsec/nss -W "$(cat "$here/p12-password")"
-	certutil -M -n "{ca}" -t "CT,," -d sql:/var/lib/ipsec/nss
-	ipsec start
+	if [ -d /run/systemd/system ]; then systemctl restart ipsec
+	else ipsec pluto --config /etc/ipsec.conf; fi
 	until ipsec whack --status >/dev/null 2>&1; do sleep 1; done
 	ipsec auto --add {name}
 	ipsec auto --up {name}
@@ -261,6 +276,7 @@ def linux_profile(p: ClientProfile) -> dict[str, str | bytes]:
         "strongswan/cacert.pem": p.ca_pem,
         f"strongswan/{p.user}-cert.pem": p.cert_pem,
         f"strongswan/{p.user}-key.pem": p.key_pem,
+        "libreswan/ipsec.conf": LIBRESWAN_SETUP,
         f"libreswan/{p.server_name}.conf": _libreswan_conf(p),
         f"{p.user}.p12": p.p12,
         "p12-password": p.password,
