@@ -31,6 +31,8 @@ from fwbuild.recipe import DIGEST_LENGTHS, Package, Source
 from fwbuild.toolchain import GccToolchain, NoToolchain, Toolchain, ZigToolchain
 
 STAGES = ("fetch", "patch", "configure", "build", "install")
+_LATE_STAGES = frozenset(STAGES[2:])  # stages whose key covers the dependencies' install keys
+_CLOSURE_MEMO = 2048  # closures remembered (the graphs ask for them repeatedly)
 # Bump when the engine changes what a stage produces, so every stamp made before is stale.
 ENGINE_STAMP_VERSION = 1
 
@@ -171,6 +173,9 @@ class Project:
     pins: Pins
     packages: dict[str, Package] = field(default_factory=dict)
     _keys: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    _closures: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    # keys of dynamic packages, kept only while one outermost ``key()`` call computes
+    _scratch: dict[tuple[str, str], str] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, board_file: Path, project_dir: Path | None = None) -> Project:
@@ -235,30 +240,41 @@ class Project:
 
     # --- recipes ---------------------------------------------------------------------------
     def _load_packages(self) -> None:
-        order: list[str] = []
-        visiting: list[str] = []
+        # Depth first, dependencies before the packages that need them, without recursion: a
+        # chain of thousands of recipes must not meet Python's recursion limit.
+        visiting: list[str] = []  # the path from a board package down to the one loading
+        on_path: set[str] = set()
+        pending: list[tuple[Package, list[str]]] = []  # loaded, with dependencies still to visit
 
-        def visit(name: str, wanted_by: str | None) -> None:
-            if name in self.packages:
-                return
-            if name in visiting:
+        def enter(name: str, wanted_by: str | None) -> None:
+            if name in on_path:
                 cycle = " -> ".join([*visiting[visiting.index(name) :], name])
                 raise ConfigError(f"dependency cycle between recipes: {cycle}")
-            visiting.append(name)
             try:
                 pkg = load_recipe(self.board.paths.recipes, name, self.board, self.patches_dir)
             except ConfigError as exc:
                 if wanted_by:
                     raise ConfigError(f"{exc} (needed by {wanted_by})") from None
                 raise
-            for dep in pkg.depends:
-                visit(dep, name)
-            visiting.pop()
-            self.packages[name] = pkg
-            order.append(name)
+            visiting.append(name)
+            on_path.add(name)
+            pending.append((pkg, list(reversed(pkg.depends))))
 
-        for name in self.board.packages:
-            visit(name, None)
+        for top in self.board.packages:
+            if top in self.packages:
+                continue
+            enter(top, None)
+            while pending:
+                pkg, deps = pending[-1]
+                if deps:
+                    dep = deps.pop()
+                    if dep not in self.packages:
+                        enter(dep, pkg.name)
+                    continue
+                pending.pop()
+                visiting.pop()
+                on_path.discard(pkg.name)
+                self.packages[pkg.name] = pkg
         self._check_board()
         used = set().union(*(p.used_variants() for p in self.packages.values()))
         unused = sorted(set(self.board.variants) - used)
@@ -282,18 +298,31 @@ class Project:
     def patches_dir(self) -> Path:
         return self.board.paths.patches
 
+    @cached_property
+    def order(self) -> dict[str, int]:
+        """Every package's place in one topological order (dependencies first), made once:
+        ``_load_packages`` adds a package only after everything it depends on."""
+        return {name: i for i, name in enumerate(self.packages)}
+
     def closure(self, name: str) -> list[str]:
-        """The package's dependencies, transitively, dependencies first."""
-        seen: list[str] = []
+        """The package's dependencies, transitively, dependencies first.
 
-        def walk(n: str) -> None:
-            for dep in self.packages[n].depends:
+        Iterative (a chain of thousands of packages must not hit Python's recursion limit) and
+        linear in the size of the closure; the order is the project's one topological order."""
+        found = self._closures.get(name)
+        if found is None:
+            seen: set[str] = set()
+            todo = list(self.packages[name].depends)
+            while todo:
+                dep = todo.pop()
                 if dep not in seen:
-                    walk(dep)
-                    seen.append(dep)
-
-        walk(name)
-        return seen
+                    seen.add(dep)
+                    todo.extend(self.packages[dep].depends)
+            order = self.order
+            found = sorted(seen, key=order.__getitem__)
+            if len(self._closures) < _CLOSURE_MEMO:  # a deep chain's closures are quadratic
+                self._closures[name] = found
+        return list(found)
 
     # --- toolchain ---------------------------------------------------------------------------
     @cached_property
@@ -353,6 +382,15 @@ class Project:
     def stamp_path(self, name: str, stage: str) -> Path:
         return self.workdir(name) / "stamps" / f"{stage}.json"
 
+    def stamp_file(self, name: str, stage: str) -> str:
+        """``stamp_path`` as a string, made without pathlib: a no-op asks it of every stage of
+        every package, and building a Path costs more than reading the stamp's first bytes."""
+        return f"{self._build_dir}{os.sep}{name}{os.sep}stamps{os.sep}{stage}.json"
+
+    @cached_property
+    def _build_dir(self) -> str:
+        return str(self.board.paths.build)
+
     def log_path(self, name: str, stage: str) -> Path:
         return self.workdir(name) / "logs" / f"{stage}.log"
 
@@ -398,21 +436,69 @@ class Project:
         return self.board.paths.downloads / source.filename
 
     # --- keys --------------------------------------------------------------------------------
+    @cached_property
+    def _dynamic(self) -> dict[str, bool]:
+        found: dict[str, bool] = {}
+        for name, pkg in self.packages.items():  # dependencies first
+            found[name] = pkg.dynamic or any(found[d] for d in pkg.depends)
+        return found
+
     def is_dynamic(self, name: str) -> bool:
         """Whether the package (or one it depends on) has inputs its own steps can change."""
-        return self.packages[name].dynamic or any(
-            self.packages[d].dynamic for d in self.closure(name)
-        )
+        return self._dynamic[name]
 
     def key(self, name: str, stage: str) -> str:
-        """The stage's key; memoised, except where the inputs can change during a build."""
+        """The stage's key; memoised, except where the inputs can change during a build.
+
+        A key covers the install keys of the package's direct dependencies, which cover theirs:
+        those are computed first, dependencies first and without recursion (a chain of
+        thousands of packages), so computing any key is linear in the packages below it and
+        free once they are known."""
+        memo = (name, stage)
+        found = self._keys.get(memo)
+        if found is not None:
+            return found
+        scratch = self._scratch
+        if scratch is not None and memo in scratch:
+            return scratch[memo]
+        outermost = scratch is None
+        if outermost:
+            scratch = self._scratch = {}
+        try:
+            if stage in _LATE_STAGES:
+                for dep in self._unkeyed_below(name, scratch):
+                    self._key_now(dep, "install", scratch)
+            return self._key_now(name, stage, scratch)
+        finally:
+            if outermost:
+                self._scratch = None
+
+    def _key_now(self, name: str, stage: str, scratch: dict[tuple[str, str], str]) -> str:
         memo = (name, stage)
         if memo in self._keys:
             return self._keys[memo]
+        if memo in scratch:
+            return scratch[memo]
         value = digest_json(self.stage_inputs(name, stage))
-        if not self.is_dynamic(name):
+        if self.is_dynamic(name):
+            scratch[memo] = value  # consistent within this computation only
+        else:
             self._keys[memo] = value
         return value
+
+    def _unkeyed_below(self, name: str, scratch: dict[tuple[str, str], str]) -> list[str]:
+        """The dependencies (transitively) whose install key is not known yet, dependencies
+        first; the walk stops at a known key (it covers everything below it)."""
+        seen: set[str] = set()
+        todo = [d for d in self.packages[name].depends]
+        while todo:
+            dep = todo.pop()
+            if dep in seen or (dep, "install") in self._keys or (dep, "install") in scratch:
+                continue
+            seen.add(dep)
+            todo.extend(self.packages[dep].depends)
+        order = self.order
+        return sorted(seen, key=order.__getitem__)
 
     def stage_inputs(self, name: str, stage: str) -> dict[str, Any]:
         pkg = self.packages[name]
@@ -454,7 +540,9 @@ class Project:
                 "toolchain": self.toolchain_for(pkg).identity(),
                 "board_files": [[f, file_sha256(self.board_file(pkg, f))] for f in pkg.board_files],
                 "variants": pkg.variant_values,
-                "deps": {d: self.key(d, "install") for d in self.closure(name)},
+                # direct dependencies only: an install key covers that package's own
+                # dependencies, so the stamp stays linear in the size of the board
+                "deps": {d: self.key(d, "install") for d in pkg.depends},
                 "board_data": {s: self.board.data.get(s) for s in pkg.board_sections},
             }
         previous = STAGES[STAGES.index(stage) - 1]
@@ -499,9 +587,10 @@ class Project:
 
 
 # --- stamps --------------------------------------------------------------------------------
-def read_stamp(path: Path) -> dict[str, Any] | None:
+def read_stamp(path: Path | str) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text())
+        with open(path, encoding="utf-8") as fh:
+            return json.loads(fh.read())
     except (FileNotFoundError, ValueError):
         return None
 
@@ -520,6 +609,15 @@ def write_stamp(path: Path, key: str, **extra: Any) -> None:
     tmp.replace(path)
 
 
-def stamp_matches(path: Path, key: str) -> bool:
-    stamp = read_stamp(path)
+def stamp_matches(path: Path | str, key: str) -> bool:
+    # write_stamp puts the key first: a current stamp is recognised from its first bytes, not
+    # parsed whole (a no-op asks this of every stage of every package)
+    head = f'{{\n "key": "{key}"'.encode()
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(head)) == head:
+                return True
+    except FileNotFoundError:
+        return False
+    stamp = read_stamp(path)  # any other layout (an older engine's): read it whole
     return stamp is not None and stamp.get("key") == key

@@ -146,17 +146,21 @@ def explain(project: Project, task: str, old: dict[str, Any] | None) -> list[str
 
 
 def snapshot(project: Project) -> dict[str, dict[str, Any] | None]:
-    """Every stamp as it is now: stages delete stamps before they work."""
+    """The stamps a stage may delete before any task starts: the rootfs stamp (every stage
+    removes it) and the toolchain's. A package's own stamps are read when its first task
+    starts (``package_stamps``): a no-op reads none of them a second time."""
     from fwbuild.tasks import toolchain_stamp
 
-    stamps: dict[str, dict[str, Any] | None] = {
-        f"{stage}:{name}": read_stamp(project.stamp_path(name, stage))
-        for name in project.packages
-        for stage in STAGES
+    return {
+        "rootfs": read_stamp(project.rootfs_stamp),
+        "toolchain": read_stamp(toolchain_stamp(project)),
     }
-    stamps["rootfs"] = read_stamp(project.rootfs_stamp)
-    stamps["toolchain"] = read_stamp(toolchain_stamp(project))
-    return stamps
+
+
+def package_stamps(project: Project, name: str) -> dict[str, dict[str, Any] | None]:
+    """Every stamp of one package as it is now: a stage deletes its own and its later stages'
+    stamps (never another package's) before it works, so this runs before its first task."""
+    return {f"{stage}:{name}": read_stamp(project.stamp_path(name, stage)) for stage in STAGES}
 
 
 def _iso(t: float) -> str:
@@ -185,6 +189,7 @@ class BuildReporter(ConsoleReporter):
         self.wall0 = time.time()
         self.records: dict[str, TaskRecord] = {}
         self.old: dict[str, dict[str, Any] | None] = {}
+        self.snapped: set[str] = set()  # packages whose stamps are in self.old
         self.project: Project | None = None
         self.problem: str | None = None
 
@@ -200,7 +205,8 @@ class BuildReporter(ConsoleReporter):
 
     def add_success(self, task: Any) -> None:
         super().add_success(task)
-        self._guard(lambda: self._end(task, "ran"))
+        if task.actions:  # a group or alias task (no actions) runs nothing of its own
+            self._guard(lambda: self._end(task, "ran"))
 
     def add_failure(self, task: Any, fail: Any) -> None:
         super().add_failure(task, fail)
@@ -252,6 +258,10 @@ class BuildReporter(ConsoleReporter):
         record.offset = round(record._t0 - self.t0, 3)
         if self.project is not None:
             try:
+                package = record.package
+                if package in self.project.packages and package not in self.snapped:
+                    self.snapped.add(package)
+                    self.old.update(package_stamps(self.project, package))
                 record.why = explain(self.project, task.name, self.old.get(task.name))
             except Exception as exc:  # e.g. a board file that broke during the build
                 record.why = [f"unknown ({type(exc).__name__})"]
@@ -281,6 +291,14 @@ class BuildReporter(ConsoleReporter):
         where = ""
         if self.project is not None and _only_pictures(records):
             where = f" (drawing is not a build: {report_path(self.project)} is kept)"
+        elif (
+            self.project is not None
+            and not (counts["ran"] or counts["failed"])
+            and not self.runtime_errors
+        ):
+            # A no-op keeps the last build's report (what graph-build draws): rewriting every
+            # task's record cost a no-op more than all its stamps at a thousand packages.
+            where = f" (nothing ran: {report_path(self.project)} is kept)"
         elif self.project is not None:
             path = report_path(self.project)
             data = {

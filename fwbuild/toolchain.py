@@ -20,11 +20,22 @@ import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
 from fwbuild.errors import ConfigError
+
+
+@cache
+def _zig_version() -> str | None:
+    """The installed ziglang's version, asked once per process: importlib's metadata lookup
+    scans the environment's distributions, which cost most of a no-op when asked per key."""
+    try:
+        return metadata.version("ziglang")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -65,10 +76,7 @@ class ZigToolchain:
 
     @staticmethod
     def zig_version() -> str | None:
-        try:
-            return metadata.version("ziglang")
-        except metadata.PackageNotFoundError:
-            return None
+        return _zig_version()
 
     @staticmethod
     def zig_binary() -> Path | None:
