@@ -54,7 +54,8 @@ MODULES = {
     "base": ("e1000", "af_packet"),
     "strongswan": _IPSEC_PPP,
     "libreswan": _IPSEC_PPP,
-    "router": ("iptable_nat", "xt_MASQUERADE", "nf_nat", "nf_conntrack", "ip_tables"),
+    # libcrc32c (for nf_conntrack) needs a crc32c implementation, which is no hard dependency
+    "router": ("crc32c_generic", "iptable_nat", "xt_MASQUERADE", "nf_nat", "nf_conntrack"),
 }
 
 INIT = r"""#!/bin/busybox sh
