@@ -7,7 +7,18 @@
 - ``incremental_s``: a ``doit rootfs`` after editing one overlay config file (target ≤ 1.0 s;
   only the rootfs task may run);
 - ``download_ratio``: our downloader's throughput against curl from loopback (target ≥ 0.8);
-- ``patch_ratio``: applying a patch series against GNU patch (target ≤ 2.0).
+- ``patch_ratio``: applying a patch series against GNU patch (target ≤ 2.0);
+- ``scale_noop_ms_per_pkg``: a no-op's cost per package above the floor on generated boards of
+  1000 trivial packages, the worse of a chain and a fan-in (bench/scale.py; target ≤ 1 ms), with
+  ``scale_noop_rss_mb`` (the no-op's peak RSS, target ≤ 60) and ``scale_stamp_bytes_per_pkg``;
+- ``clean_overhead_pct``: the share of a clean ``doit rootfs`` of the generated project spent in
+  the engine's own process work (stages minus the commands they run: unpacking, copying,
+  images; bench/bench_build.py), and ``peak_rss_mb``, the build's peak RSS;
+- ``noop_real_ratio`` / ``noop_real_kernel_ratio``: with FWBUILD_BENCH_REAL_BUILD_DIR naming an
+  up-to-date build directory of the real board (configs/siso.toml; the other FWBUILD_*
+  variables as that build had them), a no-op ``doit rootfs`` / ``doit kernel_mppc`` against the
+  trivial dodo, median of paired runs (target ≤ 1.3). Left out when the variable is unset, and
+  refused when the tree is not up to date (a bench never builds the firmware).
 
 Absolute times on shared machines are noisy; compare ratios taken in the same run.
 """
@@ -16,6 +27,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,16 +104,119 @@ def measure_noop_and_incremental(work: Path) -> dict[str, float]:
     }
 
 
+def _wait(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB, the process or any child it waited for) of a command."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(argv)} failed in {cwd}:\n{err.decode(errors='replace')}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def measure_scale(work: Path) -> dict[str, float]:
+    import scale
+
+    rows = [scale.measure(work, 1000, shape, runs=5) for shape in ("chain", "fanin")]
+    return {
+        "scale_noop_ms_per_pkg": max(float(r["ms_per_pkg"]) for r in rows),
+        "scale_noop_rss_mb": max(float(r["peak_rss_mib"]) for r in rows),
+        "scale_stamp_bytes_per_pkg": max(int(r["stamp_bytes"]) // 1000 for r in rows),
+    }
+
+
+def measure_clean(work: Path) -> dict[str, float]:
+    """One clean ``doit rootfs`` of the generated project (downloads warm, toolchain ready)."""
+    import bench_build
+
+    dist = make_dist(work / "dist")
+    dist.write(work / "mirrors" / "upstream")
+    with FaultServer(work / "mirrors") as srv:
+        project = make_project(work / "project", dist, srv.url)
+        env = {**_bench_env(), "FWBUILD_OFFLINE": "1"}
+        for warm in ("source", "toolchain"):
+            if run_doit(project, warm).returncode != 0:
+                raise SystemExit(f"the generated project cannot {warm}")
+        shutil.rmtree(project / "build" / "hello", ignore_errors=True)
+        shutil.rmtree(project / "build" / "libgreet", ignore_errors=True)
+        wall, rss = _wait([sys.executable, "-m", "doit", "-n", "1", "rootfs"], project, env)
+    build = project / "build"
+    in_process = bench_build.stage_seconds(build) - bench_build.command_seconds(build)
+    return {"clean_overhead_pct": round(100 * in_process / wall, 2), "peak_rss_mb": round(rss, 1)}
+
+
+def real_is_current(env: dict[str, str], task: str) -> str | None:
+    """Why the real tree is not a no-op for ``task`` (None: it is); read, never built."""
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from fwbuild.project import Project, STAGES, stamp_matches\n"
+        "p = Project.load(Path('configs/siso.toml'))\n"
+        "names = list(p.packages) if sys.argv[1] == 'rootfs' else ['linux']\n"
+        "stale = [f'{s}:{n}' for n in names for s in STAGES\n"
+        "         if not stamp_matches(p.stamp_path(n, s), p.key(n, s))]\n"
+        "if sys.argv[1] == 'rootfs' and not stamp_matches(p.rootfs_stamp, p.rootfs_key):\n"
+        "    stale.append('rootfs')\n"
+        "print(' '.join(stale))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, task], cwd=HERE.parent, env=env,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if proc.returncode:
+        return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
+    return f"not up to date: {proc.stdout.strip()}" if proc.stdout.strip() else None
+
+
+def measure_real(work: Path, build_dir: str, pairs: int = 9) -> dict[str, float]:
+    """No-op ``doit rootfs`` and ``doit kernel_mppc`` on a built tree of the real board, each
+    paired with the trivial dodo (median of the pairs' ratios: load hits both alike)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["FWBUILD_BUILD_DIR"] = build_dir
+    env["PYTHONPATH"] = str(HERE.parent)
+    trivial = work / "trivial-real"
+    trivial.mkdir()
+    (trivial / "dodo.py").write_text(TRIVIAL_DODO)
+    doit = [sys.executable, "-m", "doit"]
+    results: dict[str, float] = {}
+    for task, key in (("rootfs", "noop_real_ratio"), ("kernel_mppc", "noop_real_kernel_ratio")):
+        why = real_is_current(env, task)
+        if why:
+            print(f"bench: {key} left out: {build_dir}: {why}", file=sys.stderr)
+            continue
+        ratios, noops = [], []
+        for _ in range(pairs):
+            noop = _wait([*doit, task], HERE.parent, env)[0]
+            base = _wait([*doit, "only"], trivial, env)[0]
+            ratios.append(noop / base)
+            noops.append(noop)
+        results[key] = round(statistics.median(ratios), 3)
+        results[key.replace("ratio", "s")] = round(statistics.median(noops), 4)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["download", "patch"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["download", "patch", "scale", "clean", "real"]
+    )
     args = parser.parse_args()
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="fwbuild-bench-") as tmp:
         work = Path(tmp)
         (work / "noop").mkdir()
         results.update(measure_noop_and_incremental(work / "noop"))
+        real = os.environ.get("FWBUILD_BENCH_REAL_BUILD_DIR")
+        if real and "real" not in args.skip:
+            results.update(measure_real(work, real))
+        if "scale" not in args.skip:
+            (work / "scale").mkdir()
+            results.update(measure_scale(work / "scale"))
+        if "clean" not in args.skip:
+            (work / "clean").mkdir()
+            results.update(measure_clean(work / "clean"))
         # patching before the 200 MiB download: its dirty pages would slow the file writes
         if "patch" not in args.skip:
             import bench_patch

@@ -52,8 +52,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import patch_ng  # type: ignore[import-untyped]
-
 from fwbuild.errors import PatchError
 
 __all__ = ["PatchFile", "apply_series"]
@@ -316,6 +314,10 @@ def _parse_patch(pf: PatchFile, package: str) -> list[_Section]:
             "file as a separate source or express the change as a text diff.",
             package=package,
         )
+    # imported on first use: patch_ng pulls in urllib.request and ssl, tens of milliseconds
+    # that every no-op build whose recipes import this module would pay (issue 15)
+    import patch_ng  # type: ignore[import-untyped]
+
     ps = patch_ng.fromstring(data)
     if not ps or not ps.items:
         raise PatchError(

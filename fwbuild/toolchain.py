@@ -30,8 +30,29 @@ from fwbuild.errors import ConfigError
 
 @cache
 def _zig_version() -> str | None:
-    """The installed ziglang's version, asked once per process: importlib's metadata lookup
-    scans the environment's distributions, which cost most of a no-op when asked per key."""
+    """The installed ziglang's version, asked once per process (importlib's metadata lookup
+    scans every distribution of the environment: most of a no-op when asked per key). Read from
+    the ``Version:`` line of the dist-info beside the imported package when there is exactly
+    one; importlib's answer otherwise."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("ziglang")
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        infos = list(Path(location).parent.glob("ziglang-*.dist-info"))
+        if len(infos) != 1:
+            break
+        try:
+            with open(infos[0] / "METADATA", encoding="utf-8") as fh:
+                for line in fh:
+                    if line.startswith("Version:"):
+                        return line.partition(":")[2].strip()
+                    if not line.strip():
+                        break  # the headers end at the first blank line
+        except OSError:
+            break
     try:
         return metadata.version("ziglang")
     except metadata.PackageNotFoundError:

@@ -78,3 +78,14 @@ def test_deep_chain_build_then_noop(tmp_path: Path) -> None:
         return sum(p.stat().st_size for p in (root / "build" / name / "stamps").glob("*.json"))
 
     assert stamps(top) <= stamps(name_of(1)) + 64
+
+
+def test_zig_version_read_from_its_dist_info_is_importlibs() -> None:
+    """The toolchain's identity (in every configure key) must not change with the faster read
+    of ziglang's version: a different string would rebuild every package once."""
+    from importlib import metadata
+
+    from fwbuild.toolchain import _zig_version
+
+    _zig_version.cache_clear()
+    assert _zig_version() == metadata.version("ziglang")
