@@ -72,7 +72,11 @@ def measure(work: Path, n: int, shape: str, runs: int = 5) -> dict[str, float | 
     env = _env()
     doit = [sys.executable, "-m", "doit"]
     project = make_scale_project(work / f"{shape}-{n}", n, shape)
-    subprocess.run([*doit, "rootfs"], cwd=project, env=env, capture_output=True, check=True)
+    build = subprocess.run([*doit, "rootfs"], cwd=project, env=env, capture_output=True, text=True)
+    if build.returncode:
+        raise SystemExit(
+            f"{project}: the first build failed:\n{build.stdout[-3000:]}{build.stderr}"
+        )
     trivial = floor(work, runs)
     best, base, rss = float("inf"), float("inf"), 0.0
     for _ in range(runs):  # in turns: load on the machine hits both
