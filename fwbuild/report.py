@@ -188,6 +188,7 @@ class BuildReporter(ConsoleReporter):
         self.t0 = time.monotonic()
         self.wall0 = time.time()
         self.records: dict[str, TaskRecord] = {}
+        self.uptodate: list[str] = []  # cache hits, by name: thousands on a large no-op
         self.old: dict[str, dict[str, Any] | None] = {}
         self.snapped: set[str] = set()  # packages whose stamps are in self.old
         self.project: Project | None = None
@@ -215,7 +216,7 @@ class BuildReporter(ConsoleReporter):
     def skip_uptodate(self, task: Any) -> None:
         super().skip_uptodate(task)
         if task.actions and not task.name.startswith("_"):
-            self._guard(lambda: self._mark(task.name, "up-to-date"))
+            self.uptodate.append(task.name)  # a record is made only if a report is written
 
     def skip_ignore(self, task: Any) -> None:
         super().skip_ignore(task)
@@ -282,11 +283,16 @@ class BuildReporter(ConsoleReporter):
                     record.log = str(log)
 
     def _finish(self) -> None:
+        hits = [n for n in self.uptodate if n not in self.records]
+        counts = {k: sum(r.result == k for r in self.records.values()) for k in ("ran", "failed")}
+        counts["up-to-date"] = len(hits)
+        if counts["ran"] or counts["failed"] or self.runtime_errors:
+            for name in hits:
+                self._mark(name, "up-to-date")
         records = sorted(
             self.records.values(),
             key=lambda r: (r.seconds is None, -(r.seconds or 0.0), r.task),
         )
-        counts = {k: sum(r.result == k for r in records) for k in ("ran", "failed", "up-to-date")}
         total = round(time.monotonic() - self.t0, 3)
         where = ""
         if self.project is not None and _only_pictures(records):
