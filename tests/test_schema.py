@@ -56,9 +56,9 @@ TYPOS = {
     "section": ({"[system]": "[sytem]"}, "[sytem]", "did you mean [system]?"),
     "vpn-key": ({"ppp_debug = false": "ppp_degub = false"}, "[vpn] ppp_degub", "ppp_debug?"),
     "engine-key": ({'primary = ""': 'primery = ""'}, "[mirrors] primery", "primary?"),
-    "natt-key": ({"nat_traversal = false": "nat_travesal = true"}, "[vpn] nat_travesal",
+    "natt-key": ({"nat_traversal = true": "nat_travesal = true"}, "[vpn] nat_travesal",
                  "nat_traversal?"),
-    "natt-string": ({"nat_traversal = false": 'nat_traversal = "no"'}, "[vpn] nat_traversal",
+    "natt-string": ({"nat_traversal = true": 'nat_traversal = "no"'}, "[vpn] nat_traversal",
                     "must be true or false"),
     "debug-string": ({"ppp_debug = false": 'ppp_debug = "false"'}, "[vpn] ppp_debug",
                      "must be true or false"),
@@ -98,7 +98,7 @@ def test_every_problem_is_listed_in_one_message(env: Path) -> None:
             "[system]": "[sytem]",
             "ppp_debug = false": "ppp_degub = false",
             'primary = ""': 'primery = ""',
-            "nat_traversal = false": 'nat_traversal = "no"',
+            "nat_traversal = true": 'nat_traversal = "no"',
         },
     )
     message = load_error(board)
@@ -118,7 +118,7 @@ def test_sizes_and_download_settings_in_their_forms(env: Path) -> None:
 
 
 def test_a_profile_error_names_the_file_that_sets_the_key(env: Path) -> None:
-    base = siso_board(env, {"nat_traversal = false": "nat_traversal = 0"}, name="siso.toml")
+    base = siso_board(env, {"nat_traversal = true": "nat_traversal = 0"}, name="siso.toml")
     profile = env / "configs" / "client.toml"
     profile.write_text(
         (REPO / "configs" / "siso-client.toml").read_text().replace("[pki]", "[pki]\nrevokd = []")
@@ -151,14 +151,14 @@ def test_typed_settings_and_the_validation_cache(env: Path) -> None:
     board = siso_board(env)
     project = Project.load(board, REPO)
     vpn = project.board.settings("vpn")
-    assert vpn.nat_traversal is False and vpn.users == ["alice", "bob"]
+    assert vpn.nat_traversal is True and vpn.users == ["alice", "bob"]
     # what passed is remembered only in a build directory the build has made
     assert not (env / "build").exists()
     (env / "build" / "stamps").mkdir(parents=True)
     Project.load(board, REPO)
     assert list((env / "build" / "stamps").glob("board-checked-*.json"))
     # … and a changed board is checked again, whatever the cache holds
-    board.write_text(board.read_text().replace("nat_traversal = false", 'nat_traversal = "no"'))
+    board.write_text(board.read_text().replace("nat_traversal = true", 'nat_traversal = "no"'))
     assert "[vpn] nat_traversal must be true or false" in load_error(board)
 
 
