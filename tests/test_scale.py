@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from support.doitrun import run_doit
 from support.scalepkgs import make_scale_project, name_of
 
+from fwbuild.errors import ConfigError
 from fwbuild.project import Project
 
 
@@ -89,3 +91,19 @@ def test_zig_version_read_from_its_dist_info_is_importlibs() -> None:
 
     _zig_version.cache_clear()
     assert _zig_version() == metadata.version("ziglang")
+
+
+def test_a_dependency_cycle_deep_in_a_chain_is_named(tmp_path: Path) -> None:
+    """The iterative loader still finds a cycle and names it, also thousands deep, and doit
+    says so in one line instead of a traceback."""
+    root = make_scale_project(tmp_path / "chain", 2000, "chain")
+    bottom = root / "recipes" / f"{name_of(0)}.py"
+    bottom.write_text(bottom.read_text().replace("depends = ()", f'depends = ("{name_of(1500)}",)'))
+    with pytest.raises(ConfigError, match="dependency cycle between recipes: ") as caught:
+        Project.load(root / "configs" / "board.toml")
+    cycle = str(caught.value).split(": ", 1)[1].split(" -> ")
+    assert cycle[0] == cycle[-1] and len(cycle) == 1502
+    assert cycle[:3] == [name_of(1500), name_of(1499), name_of(1498)]
+    run = run_doit(root, "list")
+    assert run.returncode != 0 and "Traceback" not in run.output
+    assert "dependency cycle between recipes" in run.output
