@@ -86,7 +86,8 @@ def common_name(cert_pem: bytes) -> str:
 def _strongswan_conf(p: ClientProfile) -> str:
     return f"""\
 # strongSwan (ipsec starter, IKEv1) for the L2TP/IPsec VPN {p.server_name}, user {p.user}.
-# Proposals are strongSwan's defaults; the server accepts them.
+# Proposals are strongSwan's defaults; the server accepts them. leftsendcert=always: racoon
+# asks for no certificate, and strongSwan sends one only when asked (as NetworkManager-l2tp sets).
 config setup
 
 conn {p.server_name}
@@ -94,6 +95,7 @@ conn {p.server_name}
 	authby=rsasig
 	type=transport
 	leftcert={p.user}-cert.pem
+	leftsendcert=always
 	leftprotoport=17/1701
 	right={p.server_address}
 	rightid="{p.server_dn}"

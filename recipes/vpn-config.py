@@ -35,12 +35,17 @@ IKE_ENCRYPTION = ("aes 256", "aes 128")
 IKE_HASH = ("sha256", "sha1")
 
 
+# strongSwan 5.9 sends in IKEv1 a single transform, the first algorithm of each kind in its
+# default proposal: AES-CBC-128, SHA-256, MODP-3072 (seen on the wire from Debian 12's charon).
+IKE_GROUPS = ("modp3072", "modp2048")
+
+
 def ike_proposals(*, legacy: bool) -> list[tuple[str, str, str]]:
     """(encryption, hash, DH group) of each phase 1 proposal, strongest first."""
-    groups = ("modp2048", "modp1024") if legacy else ("modp2048",)
+    groups = (*IKE_GROUPS, "modp1024") if legacy else IKE_GROUPS
     proposals = [(e, h, g) for g in groups for e in IKE_ENCRYPTION for h in IKE_HASH]
     if legacy:
-        proposals += [("3des", "sha1", g) for g in groups]
+        proposals += [("3des", "sha1", g) for g in ("modp2048", "modp1024")]
     return proposals
 
 

@@ -10,6 +10,7 @@ a text file of import steps, and each user's profiles for Windows 10/11, macOS/i
 
 import hashlib
 import sys
+from pathlib import Path
 
 from _vpn import SETTINGS, load_passwords, pki_path, secrets_path, vpn_settings
 
@@ -72,6 +73,11 @@ class VpnPki(Package):
         vpn, pki = self.pki()
         own = vpn.client_user or vpn.server_name
         files = [pki.ca_cert_path, pki.crl_path, pki.cert_path(own), pki.key_path(own)]
+        # the client profiles' templates: a change there must rewrite every user's profiles
+        # (the stamp covers this recipe file, not the helper modules it imports)
+        import _profiles
+
+        files.append(Path(_profiles.__file__))
         return [
             [p.name, hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "missing"]
             for p in files

@@ -152,17 +152,7 @@ def wire(server: VM) -> list[tuple[int, int | None]]:
     return ip_packets(server.log.with_suffix(".pcap"))
 
 
-# strongSwan 5.9.8 sends one IKEv1 transform, the first algorithm of each kind in its default
-# proposal: AES-CBC-128, SHA-256, Curve25519 (DH group 31); racoon 0.8.2 has MODP groups only.
-STRONGSWAN_X25519 = pytest.mark.xfail(
-    strict=True,
-    reason="racoon 0.8.2 lacks Curve25519 (DH group 31), strongSwan's only IKEv1 default group",
-)
-
-
-@pytest.mark.parametrize(
-    "stack", [pytest.param("strongswan", marks=STRONGSWAN_X25519), "libreswan"]
-)
+@pytest.mark.parametrize("stack", ["strongswan", "libreswan"])
 def test_debian_client_with_stock_defaults(lab, stack: str) -> None:
     server, client = lab(stack, nat=False)
     session(server, client, stack, peer="192.168.1.2")

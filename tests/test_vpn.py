@@ -81,12 +81,14 @@ def test_rendered_configs(built: tuple[Path, DoitRun]) -> None:
         r"authentication_method rsasig;\s*dh_group (\w+);\s*\}",
         racoon,
     )
-    assert proposals[0] == ("aes 256", "sha256", "modp2048")
-    for wanted in (("aes 256", "sha1", "modp1024"), ("aes 128", "sha1", "modp1024"),
+    assert proposals[0] == ("aes 256", "sha256", "modp3072")
+    for wanted in (("aes 128", "sha256", "modp3072"),  # strongSwan 5.9's IKEv1 default
+                   ("aes 256", "sha256", "modp2048"),
+                   ("aes 256", "sha1", "modp1024"), ("aes 128", "sha1", "modp1024"),
                    ("aes 128", "sha256", "modp2048"), ("3des", "sha1", "modp1024")):  # fmt: skip
         assert wanted in proposals, wanted
     assert proposals[-1] == ("3des", "sha1", "modp1024")
-    assert racoon.count("proposal {") == len(proposals) == 10
+    assert racoon.count("proposal {") == len(proposals) == 14
     # phase 2: AES and 3DES, HMAC-SHA-256 and SHA-1
     assert "encryption_algorithm aes 256, aes 128, 3des;" in racoon
     assert "authentication_algorithm hmac_sha256, hmac_sha1, hmac_md5;" in racoon
@@ -235,7 +237,8 @@ def test_without_legacy_proposals_only_aes_and_modp2048(tmp_path: Path) -> None:
     run = build(tmp_path, edit={"legacy_proposals = true": "legacy_proposals = false"})
     assert run.returncode == 0, run.output
     racoon = (tmp_path / "build/rootfs/etc/sysconfig/racoon.conf").read_text()
-    assert racoon.count("proposal {") == 4 == racoon.count("dh_group modp2048;")
+    assert racoon.count("proposal {") == 8
+    assert racoon.count("dh_group modp2048;") == 4 == racoon.count("dh_group modp3072;")
     assert "3des" not in racoon and "modp1024" not in racoon and "hmac_md5" not in racoon
     assert "encryption_algorithm aes 256, aes 128;" in racoon
     assert "authentication_algorithm hmac_sha256, hmac_sha1;" in racoon
