@@ -105,17 +105,11 @@ def measure_noop_and_incremental(work: Path) -> dict[str, float]:
 
 
 def _wait(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB, the process or any child it waited for) of a command."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(argv)} failed in {cwd}:\n{err.decode(errors='replace')}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    """Wall seconds and peak RSS (MiB) of a command that must succeed (scale.py's timer)."""
+    from scale import timed
+
+    wall, rss, _ = timed(argv, cwd, env)
+    return wall, rss
 
 
 def measure_scale(work: Path) -> dict[str, float]:
