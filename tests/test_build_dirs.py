@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,28 +19,12 @@ import pytest
 from support.doitrun import doit_env, run_doit
 from support.genpkgs import Dist, make_project
 from support.httpserver import FaultServer
+from support.mounts import tmpfs
 
 from fwbuild.errors import BuildError, StepError
 from fwbuild.recipe import Package
 from fwbuild.steps import Context, clean_env
 from fwbuild.toolchain import NoToolchain
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, options: str) -> Iterator[Path]:
-    where.mkdir(parents=True)
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "fwbuild-test", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mount.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=True)
 
 
 def fill(directory: Path) -> None:

@@ -12,7 +12,6 @@ then that ``extract_tarball`` and the patch stage refuse it and touch nothing ou
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import hashlib
 import io
@@ -20,13 +19,13 @@ import os
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.doitrun import doit_env, run_doit
 from support.genpkgs import Dist, make_project
 from support.httpserver import FaultServer
+from support.mounts import tmpfs
 
 from fwbuild.errors import UnpackError
 from fwbuild.unpack import copy_tree, extract_tarball
@@ -261,23 +260,6 @@ def test_ordinary_links_of_source_trees_still_extract(tmp_path: Path) -> None:
 # Disk full, read-only, damaged archive: the advice fits the cause
 
 
-@contextlib.contextmanager
-def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "fwbuild-test", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {result.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=True)
-
-
 def _big_archive(tmp_path: Path) -> Path:
     archive = tmp_path / "big-1.0.tar.gz"
     archive.write_bytes(
@@ -289,7 +271,7 @@ def _big_archive(tmp_path: Path) -> Path:
 def test_full_disk_names_the_directory_and_keeps_the_download(tmp_path: Path) -> None:
     archive = _big_archive(tmp_path)
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    with small_tmpfs(tmp_path / "build", "200k") as build:
+    with tmpfs(tmp_path / "build", "size=200k") as build:
         dest = build / "big" / "src"
         with pytest.raises(UnpackError) as err:
             extract_tarball(archive, dest, package="big")
@@ -335,7 +317,7 @@ def test_file_size_limit_is_not_blamed_on_the_download(tmp_path: Path) -> None:
 
 def test_read_only_destination_is_named(tmp_path: Path) -> None:
     archive = _big_archive(tmp_path)
-    with small_tmpfs(tmp_path / "build", "2m") as build:
+    with tmpfs(tmp_path / "build", "size=2m") as build:
         (build / "big").mkdir()
         subprocess.run(["mount", "-o", "remount,ro", str(build)], check=True)
         with pytest.raises(UnpackError) as err:
