@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from support.doitrun import doit_env, run_doit
 from support.genpkgs import Dist, make_project
-from support.httpserver import FaultServer
+from support.httpserver import FaultServer, mirrors_holding
 
 from fwbuild import fetch as fetch_mod
 from fwbuild.errors import ConfigError, DigestMismatch, DownloadError
@@ -60,11 +60,7 @@ def _no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def srv(tmp_path: Path) -> Iterator[FaultServer]:
-    root = tmp_path / "srv"
-    for sub in ("primary", "upstream", "backup"):
-        (root / sub).mkdir(parents=True)
-        (root / sub / NAME).write_bytes(PAYLOAD)
-    with FaultServer(root) as srv:
+    with mirrors_holding(tmp_path / "srv", NAME, PAYLOAD) as srv:
         yield srv
 
 

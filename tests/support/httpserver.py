@@ -296,3 +296,11 @@ class FaultServer:
         if not target.is_relative_to(self.root) or not target.is_file():
             return None
         return target
+
+
+def mirrors_holding(root: Path, name: str, payload: bytes) -> FaultServer:
+    """A server whose /primary, /upstream and /backup mirrors each hold ``name`` (not started)."""
+    for sub in ("primary", "upstream", "backup"):
+        (root / sub).mkdir(parents=True)
+        (root / sub / name).write_bytes(payload)
+    return FaultServer(root)
