@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, ClassVar
 from fwbuild.errors import ConfigError
 
 if TYPE_CHECKING:
+    from fwbuild.arch import Arch
     from fwbuild.config import Board
     from fwbuild.steps import Context
 
@@ -217,6 +218,14 @@ class Package:
     @property
     def label(self) -> str:
         return f"{self.name}-{self.version}"
+
+    @property
+    def arch(self) -> Arch:
+        """The board's target under the names build systems use (``self.arch.gnu_host``,
+        ``.linux_arch``, ``.kernel_image`` …; fwbuild.arch)."""
+        from fwbuild.arch import target_arch
+
+        return target_arch(self.board.target.arch, self.board.target.cpu)
 
     def validate(self) -> None:
         """Check the board's settings for this package when the project loads (fail early)."""

@@ -23,6 +23,7 @@ from fwbuild.errors import BuildError, StepError
 from fwbuild.recipe import describe
 
 if TYPE_CHECKING:
+    from fwbuild.arch import Arch
     from fwbuild.recipe import Package
     from fwbuild.toolchain import Toolchain
 
@@ -64,6 +65,11 @@ class Context:
     @property
     def env(self) -> dict[str, str]:
         return self.base_env
+
+    @property
+    def arch(self) -> Arch:
+        """The board's target architecture under build systems' names (fwbuild.arch)."""
+        return self.package.arch
 
     def run(
         self,
