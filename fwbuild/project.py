@@ -23,6 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from fwbuild.codedigest import code_inputs
 from fwbuild.config import Board, load_board, validation_key
 from fwbuild.errors import ConfigError
 from fwbuild.overrides import Overrides, load_overrides, tree_fingerprint
@@ -536,7 +537,7 @@ class Project:
                 **base,
                 "patch": self.key(name, "patch"),
                 "version": pkg.version,
-                "recipe": file_sha256(pkg.recipe_file),
+                "recipe": code_inputs(pkg),  # its file, helpers it imports, engine classes
                 "toolchain": self.toolchain_for(pkg).identity(),
                 "board_files": [[f, file_sha256(self.board_file(pkg, f))] for f in pkg.board_files],
                 "variants": pkg.variant_values,

@@ -1,0 +1,166 @@
+"""The code that builds a package, as digests for its stage keys.
+
+A recipe's steps run more code than the recipe file: helper modules beside it (``recipes/_x.py``,
+imported at the top or only inside a method, and whatever those import) and the engine classes
+it inherits from (``MakePackage.build`` in ``fwbuild/recipe.py``). An edit to any of them changes
+what the package's stages produce, so a stage key that hashes only the recipe file would keep a
+stale build. :func:`code_inputs` lists them all, each with the digest of its file:
+
+- every module of the recipes directory the recipe imports, transitively, found by reading the
+  ``import`` statements anywhere in each file (``ast``; a function-local import counts the same
+  as one at the top, and nothing is imported to find them);
+- the modules of the recipes directory its settings models live in (``"_settings:Vpn"``);
+- the file of every class in the recipe class's MRO that is defined in the engine package or in
+  the recipes directory (derived from the MRO: a new package kind needs no list edited here).
+
+Standard-library and third-party imports are not followed (they are part of the environment,
+not of the project). Each file is read and parsed once per process: a no-op build asks for
+every package's key, and packages share most of these files.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import fwbuild
+
+if TYPE_CHECKING:
+    from fwbuild.recipe import Package
+
+ENGINE_DIR = Path(fwbuild.__file__).resolve().parent
+
+# file -> (its stat identity, sha256 of its bytes, module names its import statements name).
+# Checked against a stat of the file, so a long-lived process (a test loading a project twice)
+# never sees a digest of a file edited since; the bytes are read and parsed once per version.
+_FILES: dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]] = {}
+_LOCAL: dict[tuple[str, str], str | None] = {}  # (recipes dir, module) -> its file, if there
+
+
+def _read(path: str) -> tuple[tuple[int, ...], str, tuple[str, ...]]:
+    st = os.stat(path)
+    ident = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+    found = _FILES.get(path)
+    if found is None or found[0] != ident:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        imports = _imported_names(data, path) if path.endswith(".py") else ()
+        found = _FILES[path] = (ident, hashlib.sha256(data).hexdigest(), imports)
+    return found
+
+
+def file_digest(path: str) -> str:
+    """The sha256 of a file's bytes, read once per version of the file."""
+    return _read(path)[1]
+
+
+def _imported_names(source: bytes, path: str) -> tuple[str, ...]:
+    """Every module an ``import``/``from … import`` statement anywhere in the file names, with
+    the submodule a ``from package import name`` may mean."""
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError:
+        return ()  # the recipe loader reports it; its digest still covers the file
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return tuple(names)
+
+
+def _local_module(recipes_dir: str, name: str) -> str | None:
+    """The file of module ``name`` in the recipes directory (which is on sys.path ahead of the
+    rest while recipes load, so it wins there too), or None when it is not one of ours."""
+    memo = (recipes_dir, name)
+    if memo in _LOCAL:
+        return _LOCAL[memo]
+    base = os.path.join(recipes_dir, *name.split("."))
+    found = None
+    for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(candidate):
+            found = candidate
+            break
+    _LOCAL[memo] = found
+    return found
+
+
+def _module_closure(first: Iterable[str], recipes_dir: str) -> set[str]:
+    """The files of the recipes directory reachable from ``first`` through import statements
+    (a package's ``__init__`` included when one of its submodules is imported)."""
+    seen: set[str] = set()
+    todo = list(first)
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _read(path)[2]:
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):  # a.b.c runs a/__init__, a/b/__init__, a/b/c
+                found = _local_module(recipes_dir, ".".join(parts[:i]))
+                if found is not None and found not in seen:
+                    todo.append(found)
+    return seen
+
+
+def _class_file(cls: type) -> str | None:
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if path is None:
+        try:
+            path = inspect.getfile(cls)
+        except TypeError:  # a built-in class (object)
+            return None
+    return os.path.realpath(path)
+
+
+def code_inputs(pkg: Package) -> list[list[str]]:
+    """``[name, sha256]`` of every file of code that defines what the package's steps do, sorted;
+    names are relative to the recipes directory (``recipes/…``) or the engine (``fwbuild/…``),
+    so moving the project does not change them."""
+    return files_digests(type(pkg), pkg.recipe_file, pkg.board.paths.recipes, pkg.settings)
+
+
+def files_digests(
+    cls: type, recipe_file: Path, recipes_dir: Path, settings: Mapping[str, object]
+) -> list[list[str]]:
+    """:func:`code_inputs` of a recipe class loaded from ``recipe_file``."""
+    rdir = os.path.realpath(recipes_dir)
+    first = [os.path.realpath(recipe_file)]
+    for ref in settings.values():
+        if isinstance(ref, str):  # "module:Model", a module beside the recipes
+            found = _local_module(rdir, ref.partition(":")[0])
+            if found is not None:
+                first.append(found)
+        elif isinstance(ref, type):
+            first.append(_class_file(ref) or "")
+    engine = str(ENGINE_DIR)
+    first = first[:1] + [f for f in first[1:] if _under(f, rdir) or _under(f, engine)]
+    files = _module_closure(first, rdir)
+    for klass in cls.__mro__:
+        path = _class_file(klass)
+        if path is not None and (_under(path, engine) or _under(path, rdir)):
+            files.add(path)
+    rows = []
+    for path in files:
+        if _under(path, rdir):
+            shown = "recipes/" + os.path.relpath(path, rdir)
+        elif _under(path, engine):
+            shown = "fwbuild/" + os.path.relpath(path, engine)
+        else:
+            shown = path
+        rows.append([shown, file_digest(path)])
+    return sorted(rows)
+
+
+def _under(path: str, directory: str) -> bool:
+    return path.startswith(directory + os.sep)
