@@ -1,0 +1,290 @@
+"""The shared build cache (fwbuild.cache): a local directory and a real WebDAV server (Debian's
+nginx with its dav module, started here on 127.0.0.1), their faults, and builds that share it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import stat
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from support.davserver import DavServer, free_port
+
+from fwbuild.cache import (
+    FORMAT,
+    Cache,
+    CacheSettings,
+    EntryRefused,
+    HttpBackend,
+    cache_settings,
+    unpack,
+)
+from fwbuild.errors import ConfigError
+
+KEY = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def dav(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DavServer]:
+    with DavServer(tmp_path_factory.mktemp("nginx")) as server:
+        yield server
+
+
+def make_tree(root: Path, marker: str = "one") -> Path:
+    """A staging directory with what packages install: modes, links, a hard link."""
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "etc/private").mkdir(parents=True)
+    (root / "usr/bin/tool").write_text(f"#!/bin/sh\necho {marker}\n")
+    (root / "usr/bin/tool").chmod(0o755)
+    (root / "usr/lib/libx.a").write_bytes(os.urandom(300_000))
+    (root / "etc/private/conf").write_text("private\n")
+    (root / "etc/private/conf").chmod(0o600)
+    (root / "etc/private").chmod(0o700)
+    (root / "usr/bin/alias").symlink_to("tool")
+    (root / "usr/bin/abs").symlink_to("/bin/busybox")  # absolute links are content, kept
+    os.link(root / "usr/bin/tool", root / "usr/bin/tool2")
+    os.utime(root / "usr/bin/tool", (1_100_000_000, 1_100_000_000))
+    return root
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, str]]:
+    out: dict[str, tuple[str, int, str]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        st = path.lstat()
+        if path.is_symlink():
+            out[rel] = ("link", 0, os.readlink(path))
+        elif path.is_dir():
+            out[rel] = ("dir", stat.S_IMODE(st.st_mode), "")
+        else:
+            out[rel] = (
+                "file",
+                stat.S_IMODE(st.st_mode),
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+            )
+    return out
+
+
+def cache_of(
+    tmp: Path, *, dir: Path | None = None, url: str | None = None, mode: str = "rw"
+) -> Cache:
+    build = tmp / "build"
+    build.mkdir(exist_ok=True)
+    return Cache(CacheSettings(dir=dir, url=url, mode=mode), build)
+
+
+def roundtrip(cache: Cache, tmp: Path, key: str = KEY) -> Path:
+    hit = cache.lookup(key)
+    assert hit is not None
+    archive = tmp / "got.tar.gz"
+    cache.fetch_archive(hit, archive)
+    dest = tmp / "restored"
+    unpack(archive, dest)
+    return dest
+
+
+@pytest.mark.parametrize("kind", ["dir", "dav"])
+def test_an_entry_round_trips_with_modes_links_and_times(
+    tmp_path: Path, dav: DavServer, kind: str
+) -> None:
+    tree = make_tree(tmp_path / "staging")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    where = {"dir": {"dir": tmp_path / "cache"}, "dav": {"url": dav.url}}[kind]
+    cache = cache_of(tmp_path, **where)  # type: ignore[arg-type]
+    key = hashlib.sha256(f"roundtrip-{kind}".encode()).hexdigest()
+    assert cache.store(key, tree, {"package": "p", "extra": {"used": {"a": "b"}}}, scratch)
+    fresh = cache_of(tmp_path, **where)  # type: ignore[arg-type]
+    restored = roundtrip(fresh, tmp_path, key)
+    assert snapshot(restored) == snapshot(tree)
+    assert (restored / "usr/bin/tool").stat().st_mtime == 1_100_000_000
+    assert (restored / "usr/bin/tool").stat().st_ino == (restored / "usr/bin/tool2").stat().st_ino
+    assert fresh.lookup(key).meta["extra"] == {"used": {"a": "b"}}  # type: ignore[union-attr]
+    assert not list(scratch.iterdir())  # the archive made for the upload is gone
+
+
+@pytest.mark.parametrize("kind", ["dir", "dav"])
+def test_a_corrupted_entry_is_refused_by_its_digest(
+    tmp_path: Path, dav: DavServer, kind: str
+) -> None:
+    tree = make_tree(tmp_path / "staging")
+    key = hashlib.sha256(f"corrupt-{kind}".encode()).hexdigest()
+    root = {"dir": tmp_path / "cache", "dav": dav.www / "cache"}[kind]
+    where = {"dir": {"dir": tmp_path / "cache"}, "dav": {"url": dav.url}}[kind]
+    cache = cache_of(tmp_path, **where)  # type: ignore[arg-type]
+    (tmp_path / "s").mkdir()
+    cache.store(key, tree, {}, tmp_path / "s")
+    record = json.loads((root / FORMAT / "ac" / key).read_text())
+    blob = root / FORMAT / "cas" / record["sha256"]
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte flipped
+    blob.write_bytes(bytes(data))
+    hit = cache_of(tmp_path, **where).lookup(key)  # type: ignore[arg-type]
+    assert hit is not None
+    with pytest.raises(EntryRefused, match=r"sha256 .* not the .* recorded"):
+        cache.fetch_archive(hit, tmp_path / "got")
+
+
+def test_a_truncated_file_on_the_server_is_refused(tmp_path: Path, dav: DavServer) -> None:
+    key = hashlib.sha256(b"truncated").hexdigest()
+    cache = cache_of(tmp_path, url=dav.url)
+    (tmp_path / "s").mkdir()
+    cache.store(key, make_tree(tmp_path / "staging"), {}, tmp_path / "s")
+    record = json.loads((dav.www / "cache" / FORMAT / "ac" / key).read_text())
+    blob = dav.www / "cache" / FORMAT / "cas" / record["sha256"]
+    blob.write_bytes(blob.read_bytes()[: record["size"] // 3])  # an upload cut short
+    hit = cache_of(tmp_path, url=dav.url).lookup(key)
+    assert hit is not None
+    with pytest.raises(EntryRefused, match="truncated"):
+        cache.fetch_archive(hit, tmp_path / "got")
+
+
+def test_an_interrupted_upload_is_never_an_entry(tmp_path: Path, dav: DavServer) -> None:
+    """A PUT whose connection drops mid-body is not stored by the server, and an archive whose
+    record was never written (the uploader died between the two) is not an entry."""
+    name = f"/cache/{FORMAT}/cas/{'cd' * 32}"
+    with socket.create_connection(("127.0.0.1", dav.port)) as s:
+        s.sendall(
+            f"PUT {name} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode()
+            + b"x" * 5000
+        )
+    backend = HttpBackend(dav.url)
+    assert backend.read(f"cas/{'cd' * 32}") is None
+    assert not (dav.www / name.lstrip("/")).exists()
+    key = hashlib.sha256(b"no record").hexdigest()
+    payload = tmp_path / "blob"
+    payload.write_bytes(b"archive without a record")
+    backend.write(f"cas/{hashlib.sha256(payload.read_bytes()).hexdigest()}", payload)
+    assert cache_of(tmp_path, url=dav.url).lookup(key) is None
+
+
+def test_a_server_that_is_down_is_said_once_and_never_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/cache"  # nothing listens there
+    cache = cache_of(tmp_path, url=url)
+    (tmp_path / "s").mkdir()
+    tree = make_tree(tmp_path / "staging")
+    for i in range(3):
+        assert cache.lookup(hashlib.sha256(bytes([i])).hexdigest()) is None
+        assert cache.store(hashlib.sha256(bytes([i])).hexdigest(), tree, {}, tmp_path / "s") == []
+    # another process of the same doit run (a -n 2 worker) reads the marker and keeps quiet
+    assert cache_of(tmp_path, url=url).lookup(KEY) is None
+    err = capsys.readouterr().err
+    assert err.count("build cache:") == 1, err
+    assert url in err and "does not answer" in err and "building without it" in err
+
+
+def test_read_only_mode_never_writes(tmp_path: Path, dav: DavServer) -> None:
+    before = dav.files()
+    cache = cache_of(tmp_path, dir=tmp_path / "cache", url=dav.url, mode="ro")
+    (tmp_path / "s").mkdir()
+    assert cache.store(KEY, make_tree(tmp_path / "staging"), {}, tmp_path / "s") == []
+    assert not (tmp_path / "cache").exists()
+    assert dav.files() == before
+    # and it reads: an entry written by a read-write user is found
+    writer = cache_of(tmp_path, dir=tmp_path / "cache", mode="rw")
+    writer.store(KEY, make_tree(tmp_path / "staging2"), {}, tmp_path / "s")
+    assert cache_of(tmp_path, dir=tmp_path / "cache", mode="ro").lookup(KEY) is not None
+
+
+def test_concurrent_writers_of_one_directory_leave_a_whole_entry(tmp_path: Path) -> None:
+    trees = [make_tree(tmp_path / f"t{i}", marker=str(i)) for i in range(6)]
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        scratch = tmp_path / f"s{i}"
+        scratch.mkdir()
+        try:
+            for _ in range(3):
+                cache_of(tmp_path, dir=tmp_path / "cache").store(KEY, trees[i], {}, scratch)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    restored = roundtrip(cache_of(tmp_path, dir=tmp_path / "cache"), tmp_path)
+    assert snapshot(restored) in [snapshot(t) for t in trees]
+    leftovers = [p for p in (tmp_path / "cache").rglob(".*") if p.is_file()]
+    assert not leftovers, leftovers  # no temporary file left behind
+
+
+def _tar(members: list[tuple[str, str, str]]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name, kind, target in members:
+            info = tarfile.TarInfo(name)
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                tar.addfile(info)
+            else:
+                info.size = len(target)
+                tar.addfile(info, io.BytesIO(target.encode()))
+    return raw.getvalue()
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [("../escape", "file", "x")],
+        [("/abs", "file", "x")],
+        [("link", "sym", "/tmp"), ("link/through", "file", "x")],
+        [("a", "file", "x"), ("a", "file", "y")],
+    ],
+    ids=["dotdot", "absolute", "through-a-link", "twice"],
+)
+def test_an_unsafe_archive_is_never_unpacked(
+    tmp_path: Path, members: list[tuple[str, str, str]]
+) -> None:
+    archive = tmp_path / "bad.tar.gz"
+    archive.write_bytes(_tar(members))
+    with pytest.raises(EntryRefused):
+        unpack(archive, tmp_path / "dest")
+    assert not (tmp_path / "escape").exists()
+    assert not any(p.name == "through" for p in tmp_path.rglob("*"))
+
+
+def test_settings_from_the_board_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fwbuild.config import Paths
+
+    class FakeBoard:  # only what cache_settings reads
+        file = tmp_path / "board.toml"
+        paths = Paths(*(tmp_path,) * 8)
+        data: ClassVar[dict[str, object]] = {"cache": {"dir": "shared", "mode": "ro"}}
+
+    for var in ("FWBUILD_CACHE_DIR", "FWBUILD_CACHE_URL", "FWBUILD_CACHE_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    got = cache_settings(FakeBoard())  # type: ignore[arg-type]
+    assert (got.dir, got.url, got.mode) == (tmp_path / "shared", None, "ro")
+    monkeypatch.setenv("FWBUILD_CACHE_MODE", "rw")
+    monkeypatch.setenv("FWBUILD_CACHE_URL", "http://u:secret@127.0.0.1:1/c")
+    got = cache_settings(FakeBoard())  # type: ignore[arg-type]
+    assert got.mode == "rw" and got.writes and got.url
+    assert "secret" not in HttpBackend(got.url).where
+    monkeypatch.setenv("FWBUILD_CACHE_MODE", "sometimes")
+    with pytest.raises(ConfigError, match=r"FWBUILD_CACHE_MODE.*rw.*ro.*off.*'sometimes'"):
+        cache_settings(FakeBoard())  # type: ignore[arg-type]
+    monkeypatch.setenv("FWBUILD_CACHE_MODE", "off")
+    assert not cache_settings(FakeBoard()).enabled  # type: ignore[arg-type]
+    monkeypatch.setenv("FWBUILD_CACHE_URL", "ftp://host/cache")
+    monkeypatch.setenv("FWBUILD_CACHE_MODE", "rw")
+    with pytest.raises(ConfigError, match="not an http:// or https:// URL"):
+        cache_settings(FakeBoard())  # type: ignore[arg-type]
