@@ -161,6 +161,12 @@ class Package:
     # create or change (a PKI directory, a secrets file): ``runtime_inputs`` is then evaluated
     # when doit asks, not once at start-up.
     dynamic: ClassVar[bool] = False
+    # Whether the install stage's output may be stored in the shared build cache and restored
+    # from it (fwbuild.cache). None (the default): yes, unless the package is ``dynamic`` (or
+    # depends on one) or declares ``protected_paths``: such a package's install reads files
+    # outside the build (a PKI, a secrets file) and its outputs hold secrets, which must never
+    # reach a shared directory or server. False: never. True cannot override that rule.
+    shared_cache: ClassVar[bool | None] = None
     # Extra per-package tasks, ``task name -> (method name, one-line doc)``; the method gets a
     # Context once the package is configured (menuconfig, savedefconfig, …).
     extra_tasks: ClassVar[Mapping[str, tuple[str, str]]] = {}

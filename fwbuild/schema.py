@@ -1,8 +1,8 @@
 """The board file's schema: every section and key it may hold, with their types.
 
 The engine declares its own sections here (``[board]``, ``[target]``, ``[variants]``, ``[paths]``,
-``[mirrors]``, ``[rootfs]``, ``[image]``, ``[downloads]``, ``[cve]``, ``[toolchains.*]``,
-``[tasks.*]``); a recipe declares the sections it reads as pydantic models
+``[mirrors]``, ``[rootfs]``, ``[image]``, ``[downloads]``, ``[cve]``, ``[cache]``,
+``[toolchains.*]``, ``[tasks.*]``); a recipe declares the sections it reads as pydantic models
 (``settings = {"vpn": "_settings:Vpn"}``, see :class:`fwbuild.recipe.Package`). A section that
 neither declares, a key its model does not know, a string where a boolean belongs: each is an
 error naming the file, the key and the nearest known one, all of them in one message, before
@@ -171,6 +171,18 @@ class CveTable(Section):
     )
 
 
+class CacheTable(Section):
+    """The shared build cache (fwbuild.cache); FWBUILD_CACHE_DIR, _URL, _MODE override it."""
+
+    dir: str | None = Field(default=None, description="a cache directory (shareable, NFS)")
+    url: str | None = Field(
+        default=None, description="a cache server taking HTTP GET/PUT (WebDAV, bazel-remote)"
+    )
+    mode: Literal["rw", "ro", "off"] = Field(
+        default="rw", description="rw: read and write; ro: read only (CI mirrors); off"
+    )
+
+
 class ToolchainTable(Section):
     kind: Literal["gcc"]
     prefix: str = Field(min_length=1, description='the tools\' prefix, e.g. "i686-linux-gnu-"')
@@ -228,6 +240,7 @@ ENGINE_SECTIONS: dict[str, tuple[Any, Any]] = {
     "image": (ImageTable, ImageTable()),
     "downloads": (DownloadsTable, DownloadsTable()),
     "cve": (CveTable, CveTable()),
+    "cache": (CacheTable, CacheTable()),
     "toolchains": (dict[str, ToolchainTable], {}),
     "tasks": (dict[str, TaskTable], {}),
 }

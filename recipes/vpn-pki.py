@@ -48,6 +48,7 @@ class VpnPki(Package):
     target_files = {f"{RACOON_DIR}/*": 0o600}
     toolchain = "none"
     dynamic = True  # the PKI directory is created by install and changed by revocations
+    shared_cache = False  # its outputs are keys and passwords: never in a shared build cache
     extra_tasks = {
         "renew-crl": (
             "renew_crl",

@@ -22,6 +22,7 @@ class VpnSecrets(Package):
     target_files = {"etc/sysconfig/ppp/chap-secrets": 0o600}
     toolchain = "none"
     dynamic = True  # the secrets file is created by install and edited by people
+    shared_cache = False  # its outputs are keys and passwords: never in a shared build cache
 
     def validate(self):
         vpn = vpn_settings(self.board)
