@@ -30,8 +30,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from fwbuild.errors import DownloadError
-from fwbuild.recipe import Source
+from fwbuild.errors import ConfigError, DownloadError
+from fwbuild.recipe import Package, Source
 
 if TYPE_CHECKING:
     from fwbuild.fetch import FetchSettings
@@ -99,7 +99,6 @@ def fetch_source(
     naming every alternative and why each failed.
     """
     from fwbuild.fetch import RemoteFile, fetch
-    from fwbuild.stages import verify_local
 
     alts = alternatives(source)
     pkg = project.packages[package]
@@ -229,3 +228,18 @@ def sources_used(project: Project) -> list[dict[str, str]]:
                 }
             )
     return out
+
+
+def verify_local(project: Project, pkg: Package, path: Path, digests: dict[str, str]) -> None:
+    """A local file (an override) matches the digest its override gives, or a ConfigError."""
+    from fwbuild.fetch import verify
+
+    wrong = verify(path, digests)
+    if wrong:
+        expected = ", ".join(f"{a} {d}" for a, d in digests.items())
+        actual = ", ".join(f"{a} {d}" for a, d in wrong.items())
+        raise ConfigError(
+            f"local file {path} (from {project.overrides.file}) does not match the digest given "
+            f"there: expected {expected}, got {actual}; update the digest if you changed the file",
+            package=pkg.name,
+        )

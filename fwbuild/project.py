@@ -10,10 +10,8 @@ source tree, so asking doit "is anything to do?" stays cheap.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import inspect
-import json
 import os
 import shutil
 import sys
@@ -23,28 +21,33 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from fwbuild.codedigest import code_inputs
 from fwbuild.config import Board, load_board, validation_key
 from fwbuild.errors import ConfigError
+from fwbuild.fsutil import file_digest
 from fwbuild.overrides import Overrides, load_overrides, tree_fingerprint
 from fwbuild.pins import Pins
 from fwbuild.recipe import DIGEST_LENGTHS, Package, Source
+from fwbuild.stages import BY_NAME, STAGES
+from fwbuild.stamps import (  # stamps and keys are made there; these names are used from here
+    ENGINE_STAMP_VERSION,
+    digest_json,
+    read_stamp,
+    stamp_matches,
+    write_stamp,
+)
 from fwbuild.toolchain import GccToolchain, NoToolchain, Toolchain, ZigToolchain
 
-STAGES = ("fetch", "patch", "configure", "build", "install")
-_LATE_STAGES = frozenset(STAGES[2:])  # stages whose key covers the dependencies' install keys
+__all__ = [
+    "ENGINE_STAMP_VERSION",
+    "STAGES",
+    "Project",
+    "digest_json",
+    "read_stamp",
+    "stamp_matches",
+    "write_stamp",
+]
+
 _CLOSURE_MEMO = 2048  # closures remembered (the graphs ask for them repeatedly)
-# Bump when the engine changes what a stage produces, so every stamp made before is stale.
-ENGINE_STAMP_VERSION = 1
-
-
-def digest_json(value: Any) -> str:
-    data = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(data.encode()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _check_urls(cls: type[Package], file: Path) -> None:
@@ -164,7 +167,7 @@ def _source_digest(ref: Any, recipes_dir: Path) -> str:
         path = recipes_dir / (ref.partition(":")[0].replace(".", "/") + ".py")
     else:
         path = Path(inspect.getfile(ref))
-    return file_sha256(path) if path.is_file() else str(ref)
+    return file_digest(path) if path.is_file() else str(ref)
 
 
 @dataclass
@@ -229,7 +232,7 @@ class Project:
                 [s, str(ref), _source_digest(ref, recipes_dir)]
                 for s, ref in board.section_models.items()
             ),
-            [[p.name, file_sha256(p)] for p in helpers],
+            [[p.name, file_digest(p)] for p in helpers],
         )
         if key not in board.checked:
             from fwbuild.schema import validate_board
@@ -411,7 +414,7 @@ class Project:
         root = self.local_source_dir(pkg)
         if root is None:
             return None
-        return [[p, file_sha256(root / p)] for p, _, _ in tree_fingerprint(root)]
+        return [[p, file_digest(root / p)] for p, _, _ in tree_fingerprint(root)]
 
     def board_file(self, pkg: Package, rel: str) -> Path:
         path = self.board.paths.project / rel
@@ -466,7 +469,7 @@ class Project:
         if outermost:
             scratch = self._scratch = {}
         try:
-            if stage in _LATE_STAGES:
+            if BY_NAME[stage].covers_deps:
                 for dep in self._unkeyed_below(name, scratch):
                     self._key_now(dep, "install", scratch)
             return self._key_now(name, stage, scratch)
@@ -502,55 +505,8 @@ class Project:
         return sorted(seen, key=order.__getitem__)
 
     def stage_inputs(self, name: str, stage: str) -> dict[str, Any]:
-        pkg = self.packages[name]
-        base: dict[str, Any] = {"engine": ENGINE_STAMP_VERSION, "stage": stage}
-        if stage == "fetch":
-            override = self.overrides.packages.get(name)
-            files: list[Any] = []
-            for s in [*pkg.active_sources(), *pkg.active_patches()]:
-                local = self.overrides.files.get(s.filename)
-                digests = local.digests if local else self.remote_digests(s)
-                files.append([s.filename, digests, str(local.path) if local else None])
-                if s.fallbacks:
-                    from fwbuild.alternatives import fetch_inputs
-
-                    files[-1].append(fetch_inputs(self, s))
-            if override and override.tarball:
-                files[0] = ["override", override.tarball.digests, str(override.tarball.path)]
-            return {**base, "files": files}
-        if stage == "patch":
-            override = self.overrides.packages.get(name)
-            return {
-                **base,
-                "fetch": self.key(name, "fetch"),
-                "srcdir": (
-                    [str(override.srcdir), tree_fingerprint(override.srcdir)]
-                    if override and override.srcdir
-                    else None
-                ),
-                "downloaded": [[p.filename, p.strip] for p in pkg.active_patches()],
-                "local_source": self.local_source_digest(pkg),
-                "own": [[p.name, file_sha256(p)] for p in pkg.own_patches],
-            }
-        if stage == "configure":
-            return {
-                **base,
-                "patch": self.key(name, "patch"),
-                "version": pkg.version,
-                "recipe": code_inputs(pkg),  # its file, helpers it imports, engine classes
-                "toolchain": self.toolchain_for(pkg).identity(),
-                "board_files": [[f, file_sha256(self.board_file(pkg, f))] for f in pkg.board_files],
-                "variants": pkg.variant_values,
-                # direct dependencies only: an install key covers that package's own
-                # dependencies, so the stamp stays linear in the size of the board
-                "deps": {d: self.key(d, "install") for d in pkg.depends},
-                "board_data": {s: self.board.data.get(s) for s in pkg.board_sections},
-            }
-        previous = STAGES[STAGES.index(stage) - 1]
-        inputs = {**base, previous: self.key(name, previous)}
-        if stage == "install" and pkg.dynamic:
-            inputs["runtime"] = pkg.runtime_inputs()
-        return inputs
+        """What defines the stage's output (``fwbuild.stages``): its key is their digest."""
+        return BY_NAME[stage].inputs(self, name)
 
     @property
     def rootfs_inputs(self) -> dict[str, Any]:
@@ -562,13 +518,13 @@ class Project:
                 [
                     [p, "link:" + os.readlink(overlay / p)]
                     if (overlay / p).is_symlink()
-                    else [p, file_sha256(overlay / p), (overlay / p).stat().st_mode & 0o7777]
+                    else [p, file_digest(overlay / p), (overlay / p).stat().st_mode & 0o7777]
                     for p, _, _ in tree_fingerprint(overlay)
                 ]
                 if overlay and overlay.is_dir()
                 else None
             ),
-            "permissions": file_sha256(self.board.permissions)
+            "permissions": file_digest(self.board.permissions)
             if self.board.permissions and self.board.permissions.exists()
             else None,
             "rootfs_dir": str(self.board.paths.rootfs),
@@ -585,40 +541,3 @@ class Project:
     def rootfs_stamp(self) -> Path:
         # per board: profiles of one board may share a build directory (and its packages)
         return self.board.paths.build / "stamps" / f"rootfs-{self.board.name}.json"
-
-
-# --- stamps --------------------------------------------------------------------------------
-def read_stamp(path: Path | str) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.loads(fh.read())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def write_stamp(path: Path, key: str, **extra: Any) -> None:
-    """Write a stamp atomically, private to its owner: a stage's inputs may be digests of secrets
-    (a passwords file), and a digest of a password is a password to a dictionary attack."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.parent.stat().st_mode & 0o077:
-        path.parent.chmod(0o700)  # a stamps directory made before stamps were private
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps({"key": key, **extra}, indent=1))
-    tmp.replace(path)
-
-
-def stamp_matches(path: Path | str, key: str) -> bool:
-    # write_stamp puts the key first: a current stamp is recognised from its first bytes, not
-    # parsed whole (a no-op asks this of every stage of every package)
-    head = f'{{\n "key": "{key}"'.encode()
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(len(head)) == head:
-                return True
-    except FileNotFoundError:
-        return False
-    stamp = read_stamp(path)  # any other layout (an older engine's): read it whole
-    return stamp is not None and stamp.get("key") == key

@@ -25,7 +25,9 @@ from typing import Any, ClassVar
 
 from doit.reporter import ConsoleReporter
 
-from fwbuild.project import STAGES, Project, digest_json, read_stamp
+from fwbuild.project import Project
+from fwbuild.stages import BY_NAME, STAGES
+from fwbuild.stamps import digest_json, read_stamp
 
 REPORT_NAME = "report.json"
 NO_STAMP = "no stamp (new, cleaned, or its last run did not finish)"
@@ -278,8 +280,9 @@ class BuildReporter(ConsoleReporter):
             record.log = _log_of(message)
             project = self.project
             if record.log is None and project and record.package in project.packages:
+                stage = BY_NAME.get(record.stage)
                 log = project.log_path(record.package, record.stage)
-                if record.stage in STAGES and log.is_file():
+                if stage is not None and stage.logged and log.is_file():
                     record.log = str(log)
 
     def _finish(self) -> None:

@@ -1,12 +1,32 @@
-"""What each stage does. Every stage follows the same discipline for crash safety:
+"""The five stages of a package, in one table: what each is, what defines it, what it does.
+
+    fetch -> patch -> configure -> build -> install
+
+Each ``Stage`` says its name and doc (the doit task's), its own *inputs* (what, besides the
+stage before it, defines its output: the key of ``fwbuild.project`` is the digest of these),
+its *work*, its *outputs* (directories that must exist for a current stamp to count) and the
+tasks it needs besides the stage before it. Keys (``Project.stage_inputs``), task generation
+(``fwbuild.tasks``), the build report (``fwbuild.report``) and the graphs read this table; a
+sixth stage would be one more row.
+
+Every stage runs under the same discipline for crash safety (``Stage.run``):
 
 1. remove its own stamp and the stamps of the package's later stages (so a kill from here on
    leaves nothing that claims to be finished);
-2. do the work, building new trees under temporary names and renaming them into place;
+2. run the ``before`` hooks, then the work (unless a hook produced the outputs itself), building
+   new trees under temporary names and renaming them into place, then the ``after`` hooks;
 3. write its stamp (atomically) only after everything succeeded.
 
 doit writes its own database only when it exits, so these stamps, not doit's, are what a build
 killed with SIGKILL resumes from.
+
+Hooks (``StageHook``) are the place for code that wraps a stage without being part of it, e.g. a
+build cache around ``install``: ``before`` may restore the outputs and answer True (the work is
+skipped, the stamp is still written), ``after`` sees the finished outputs. Give them to the
+stage's row in ``TABLE``.
+
+This module sits below ``fwbuild.project``: it takes the project as an argument and never
+imports it, so the project can compute keys from this table without an import cycle.
 """
 
 from __future__ import annotations
@@ -14,33 +34,112 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
+from fwbuild.codedigest import code_inputs
 from fwbuild.errors import BuildError, ConfigError
-from fwbuild.project import STAGES, Project, write_stamp
+from fwbuild.fsutil import file_digest
+from fwbuild.overrides import tree_fingerprint
 from fwbuild.recipe import Package, Source, expand_target_files
+from fwbuild.stamps import ENGINE_STAMP_VERSION, write_stamp
 from fwbuild.steps import Context, clean_env
 from fwbuild.toolchain import build_triplet
 from fwbuild.trees import copy_tree, guard_for, remove_tree, replace_tree
 from fwbuild.unpack import extract_tarball
 
+if TYPE_CHECKING:
+    from fwbuild.project import Project
+
 TREE_STATE = "tree-state"  # "pristine" after the patch stage, "configured" once configure ran
 
 
-def invalidate_from(project: Project, name: str, stage: str) -> None:
-    for later in STAGES[STAGES.index(stage) :]:
-        project.stamp_path(name, later).unlink(missing_ok=True)
-    project.rootfs_stamp.unlink(missing_ok=True)
+class StageHook(Protocol):
+    """Code run around a stage's work, inside its crash-safety discipline (see the module doc).
+
+    ``before`` runs after the stage's stamps were removed: return True if it produced the
+    stage's outputs itself (the work is then skipped). ``after`` runs once the outputs are in
+    place, before the stamp is written; an exception from either fails the stage."""
+
+    def before(self, project: Project, stage: Stage, name: str) -> bool: ...
+
+    def after(self, project: Project, stage: Stage, name: str) -> None: ...
 
 
-def finish(project: Project, name: str, stage: str, started: float, **extra: object) -> None:
-    write_stamp(
-        project.stamp_path(name, stage),
-        project.key(name, stage),
-        inputs=project.stage_inputs(name, stage),
-        seconds=round(time.monotonic() - started, 3),
-        **extra,
-    )
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    doc: str
+    # what defines the output besides the stage before it (whose key is added by ``inputs``)
+    own_inputs: Callable[[Project, Package], dict[str, Any]]
+    # the work; may return extra fields for the stamp (``fetch``: which file stood for which)
+    work: Callable[[Project, Package], dict[str, Any] | None]
+    # directories that must exist for a current stamp to count
+    outputs: Callable[[Project, str], tuple[Path, ...]] = lambda project, name: ()
+    # tasks needed besides the stage before it (doit ``task_dep``)
+    needs: Callable[[Project, str], list[str]] = lambda project, name: []
+    logged: bool = False  # the work writes ``logs/<stage>.log`` (the report points at it)
+    verbosity: int = 1  # doit's: 2 shows the work's output as it runs
+    hooks: tuple[StageHook, ...] = ()
+
+    @property
+    def previous(self) -> Stage | None:
+        index = NAMES.index(self.name)
+        return TABLE[index - 1] if index else None
+
+    @property
+    def later(self) -> tuple[Stage, ...]:
+        """This stage and the ones after it."""
+        return TABLE[NAMES.index(self.name) :]
+
+    @property
+    def covers_deps(self) -> bool:
+        """Whether the key covers the dependencies' install keys (configure's inputs list them;
+        the stages after it hold configure's key)."""
+        return NAMES.index(self.name) >= NAMES.index("configure")
+
+    def inputs(self, project: Project, name: str) -> dict[str, Any]:
+        """Everything that defines the stage's output: its key is the digest of this."""
+        inputs: dict[str, Any] = {"engine": ENGINE_STAMP_VERSION, "stage": self.name}
+        if self.previous is not None:
+            inputs[self.previous.name] = project.key(name, self.previous.name)
+        inputs.update(self.own_inputs(project, project.packages[name]))
+        return inputs
+
+    def task_deps(self, project: Project, name: str) -> list[str]:
+        before = [f"{self.previous.name}:{name}"] if self.previous else []
+        return before + self.needs(project, name)
+
+    def done(self, project: Project, name: str) -> bool:
+        """Whether the stamp holds the current key and the outputs exist (doit's uptodate)."""
+        from fwbuild.stamps import stamp_matches
+
+        if not stamp_matches(project.stamp_file(name, self.name), project.key(name, self.name)):
+            return False
+        return all(p.is_dir() for p in self.outputs(project, name))
+
+    def run(self, project: Project, name: str) -> None:
+        """The work, under the crash-safety discipline of the module doc."""
+        started = time.monotonic()
+        for stage in self.later:
+            project.stamp_path(name, stage.name).unlink(missing_ok=True)
+        project.rootfs_stamp.unlink(missing_ok=True)
+        if self.logged:
+            _start_log(project, name, self.name)
+        extra: dict[str, Any] | None = None
+        if not any(hook.before(project, self, name) for hook in self.hooks):
+            extra = self.work(project, project.packages[name])
+        for hook in self.hooks:
+            hook.after(project, self, name)
+        write_stamp(
+            project.stamp_path(name, self.name),
+            project.key(name, self.name),
+            inputs=project.stage_inputs(name, self.name),
+            seconds=round(time.monotonic() - started, 3),
+            **(extra or {}),
+        )
 
 
 def fetch_settings(project: Project):  # -> fwbuild.fetch.FetchSettings (imported lazily)
@@ -125,27 +224,27 @@ def fetch_settings(project: Project):  # -> fwbuild.fetch.FetchSettings (importe
     )
 
 
-def verify_local(project: Project, pkg: Package, path: Path, digests: dict[str, str]) -> None:
-    from fwbuild.fetch import verify
+def fetch_inputs(project: Project, pkg: Package) -> dict[str, Any]:
+    override = project.overrides.packages.get(pkg.name)
+    files: list[Any] = []
+    for s in [*pkg.active_sources(), *pkg.active_patches()]:
+        local = project.overrides.files.get(s.filename)
+        digests = local.digests if local else project.remote_digests(s)
+        files.append([s.filename, digests, str(local.path) if local else None])
+        if s.fallbacks:
+            from fwbuild.alternatives import fetch_inputs as alternatives
 
-    wrong = verify(path, digests)
-    if wrong:
-        expected = ", ".join(f"{a} {d}" for a, d in digests.items())
-        actual = ", ".join(f"{a} {d}" for a, d in wrong.items())
-        raise ConfigError(
-            f"local file {path} (from {project.overrides.file}) does not match the digest given "
-            f"there: expected {expected}, got {actual}; update the digest if you changed the file",
-            package=pkg.name,
-        )
+            files[-1].append(alternatives(project, s))
+    if override and override.tarball:
+        files[0] = ["override", override.tarball.digests, str(override.tarball.path)]
+    return {"files": files}
 
 
-def do_fetch(project: Project, name: str) -> None:
-    from fwbuild.alternatives import fetch_source, is_pinned
+def do_fetch(project: Project, pkg: Package) -> dict[str, Any]:
+    from fwbuild.alternatives import fetch_source, is_pinned, verify_local
     from fwbuild.fetch import RemoteFile, fetch
 
-    started = time.monotonic()
-    invalidate_from(project, name, "fetch")
-    pkg = project.packages[name]
+    name = pkg.name
     override = project.overrides.packages.get(name)
     settings = fetch_settings(project)
     remotes: list[RemoteFile] = []
@@ -173,7 +272,7 @@ def do_fetch(project: Project, name: str) -> None:
         used[source.filename] = fetch_source(
             project, source, settings, package=name, log=sys.stderr
         ).filename
-    finish(project, name, "fetch", started, used=used)
+    return {"used": used}
 
 
 def fresh_tree(project: Project, pkg: Package) -> None:
@@ -227,11 +326,22 @@ def fresh_tree(project: Project, pkg: Package) -> None:
     replace_tree(tmp, project.srcdir(name), setting=setting, guard=guard)
 
 
-def do_patch(project: Project, name: str) -> None:
-    started = time.monotonic()
-    invalidate_from(project, name, "patch")
-    fresh_tree(project, project.packages[name])
-    finish(project, name, "patch", started)
+def patch_inputs(project: Project, pkg: Package) -> dict[str, Any]:
+    override = project.overrides.packages.get(pkg.name)
+    return {
+        "srcdir": (
+            [str(override.srcdir), tree_fingerprint(override.srcdir)]
+            if override and override.srcdir
+            else None
+        ),
+        "downloaded": [[p.filename, p.strip] for p in pkg.active_patches()],
+        "local_source": project.local_source_digest(pkg),
+        "own": [[p.name, file_digest(p)] for p in pkg.own_patches],
+    }
+
+
+def do_patch(project: Project, pkg: Package) -> None:
+    fresh_tree(project, pkg)
 
 
 def make_context(project: Project, pkg: Package, stage: str, staging: Path) -> Context:
@@ -270,42 +380,47 @@ def _start_log(project: Project, name: str, stage: str) -> None:
     log.write_text(f"# {stage}:{name} key {project.key(name, stage)}\n")
 
 
-def do_configure(project: Project, name: str) -> None:
-    started = time.monotonic()
-    invalidate_from(project, name, "configure")
-    pkg = project.packages[name]
-    state_file = project.workdir(name) / TREE_STATE
+def configure_inputs(project: Project, pkg: Package) -> dict[str, Any]:
+    return {
+        "version": pkg.version,
+        "recipe": code_inputs(pkg),  # its file, helpers it imports, engine classes
+        "toolchain": project.toolchain_for(pkg).identity(),
+        "board_files": [[f, file_digest(project.board_file(pkg, f))] for f in pkg.board_files],
+        "variants": pkg.variant_values,
+        # direct dependencies only: an install key covers that package's own
+        # dependencies, so the stamp stays linear in the size of the board
+        "deps": {d: project.key(d, "install") for d in pkg.depends},
+        "board_data": {s: project.board.data.get(s) for s in pkg.board_sections},
+    }
+
+
+def do_configure(project: Project, pkg: Package) -> None:
+    state_file = project.workdir(pkg.name) / TREE_STATE
     state = state_file.read_text().strip() if state_file.exists() else ""
     if state != "pristine" and not pkg.reconfigure_in_place:
         # The tree was configured (or built) with other settings; most build systems would not
         # notice changed flags, so start again from a fresh, patched tree.
         fresh_tree(project, pkg)
     state_file.write_text("configured\n")
-    _start_log(project, name, "configure")
-    pkg.configure(make_context(project, pkg, "configure", project.stagingdir(name)))
-    finish(project, name, "configure", started)
+    pkg.configure(make_context(project, pkg, "configure", project.stagingdir(pkg.name)))
 
 
-def do_build(project: Project, name: str) -> None:
-    started = time.monotonic()
-    invalidate_from(project, name, "build")
-    pkg = project.packages[name]
-    _start_log(project, name, "build")
-    pkg.build(make_context(project, pkg, "build", project.stagingdir(name)))
-    finish(project, name, "build", started)
+def do_build(project: Project, pkg: Package) -> None:
+    pkg.build(make_context(project, pkg, "build", project.stagingdir(pkg.name)))
 
 
-def do_install(project: Project, name: str) -> None:
-    started = time.monotonic()
-    invalidate_from(project, name, "install")
-    pkg = project.packages[name]
+def install_inputs(project: Project, pkg: Package) -> dict[str, Any]:
+    return {"runtime": pkg.runtime_inputs()} if pkg.dynamic else {}
+
+
+def do_install(project: Project, pkg: Package) -> None:
+    name = pkg.name
     final = project.stagingdir(name)
     tmp = final.with_name("staging.new")
     guard = guard_for(project)
     setting = f"the staging directory of {name} (under FWBUILD_BUILD_DIR)"
     remove_tree(tmp, setting=setting, guard=guard)
     tmp.mkdir(parents=True)
-    _start_log(project, name, "install")
     try:
         pkg.install(make_context(project, pkg, "install", tmp))
         _, missing = expand_target_files(pkg, tmp)
@@ -319,7 +434,6 @@ def do_install(project: Project, name: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     replace_tree(tmp, final, setting=setting, guard=guard)
-    finish(project, name, "install", started)
 
 
 def do_extra(project: Project, name: str, task: str) -> None:
@@ -328,10 +442,46 @@ def do_extra(project: Project, name: str, task: str) -> None:
     getattr(pkg, method)(make_context(project, pkg, task, project.stagingdir(name)))
 
 
-STAGE_ACTIONS = {
-    "fetch": do_fetch,
-    "patch": do_patch,
-    "configure": do_configure,
-    "build": do_build,
-    "install": do_install,
-}
+def _no_inputs(project: Project, pkg: Package) -> dict[str, Any]:
+    return {}
+
+
+TABLE: tuple[Stage, ...] = (
+    Stage(
+        "fetch",
+        "download and verify a package's sources and patches",
+        own_inputs=fetch_inputs,
+        work=do_fetch,
+        verbosity=2,
+    ),
+    Stage(
+        "patch",
+        "unpack pristine sources and apply the patch series, all or nothing",
+        own_inputs=patch_inputs,
+        work=do_patch,
+        outputs=lambda project, name: (project.srcdir(name),),
+    ),
+    Stage(
+        "configure",
+        "configure a package for the target",
+        own_inputs=configure_inputs,
+        work=do_configure,
+        needs=lambda project, name: [
+            *(f"install:{d}" for d in project.packages[name].depends),
+            "toolchain",
+        ],
+        logged=True,
+    ),
+    Stage("build", "compile a package", own_inputs=_no_inputs, work=do_build, logged=True),
+    Stage(
+        "install",
+        "install a package into its staging directory",
+        own_inputs=install_inputs,
+        work=do_install,
+        outputs=lambda project, name: (project.stagingdir(name),),
+        logged=True,
+    ),
+)
+NAMES: tuple[str, ...] = tuple(stage.name for stage in TABLE)
+STAGES = NAMES  # the names, in order (what most readers need)
+BY_NAME: dict[str, Stage] = {stage.name: stage for stage in TABLE}

@@ -20,17 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from fwbuild.errors import BuildError
-from fwbuild.project import STAGES, Project, stamp_matches, write_stamp
+from fwbuild.project import Project
+from fwbuild.stages import BY_NAME, STAGES, TABLE, Stage
+from fwbuild.stamps import stamp_matches, write_stamp
 
 _PROJECTS: dict[str, Project] = {}
-
-STAGE_DOCS = {
-    "fetch": "download and verify a package's sources and patches",
-    "patch": "unpack pristine sources and apply the patch series, all or nothing",
-    "configure": "configure a package for the target",
-    "build": "compile a package",
-    "install": "install a package into its staging directory",
-}
 
 
 def project_key(board_file: Path, project_dir: Path | None) -> str:
@@ -69,21 +63,12 @@ def _guarded(func: Callable[[], Any]) -> Any:
 
 
 def run_stage(board_file: str, name: str, stage: str) -> Any:
-    from fwbuild.stages import STAGE_ACTIONS
-
     project = project_for(board_file)
-    return _guarded(lambda: STAGE_ACTIONS[stage](project, name))
+    return _guarded(lambda: BY_NAME[stage].run(project, name))
 
 
 def stage_uptodate(board_file: str, name: str, stage: str) -> bool:
-    project = project_for(board_file)
-    if not stamp_matches(project.stamp_file(name, stage), project.key(name, stage)):
-        return False
-    if stage == "patch":
-        return project.srcdir(name).is_dir()
-    if stage == "install":
-        return project.stagingdir(name).is_dir()
-    return True
+    return BY_NAME[stage].done(project_for(board_file), name)
 
 
 def run_rootfs(board_file: str) -> Any:
@@ -102,7 +87,7 @@ def rootfs_uptodate(board_file: str) -> bool:
 
 
 def toolchain_key(project: Project) -> str:
-    from fwbuild.project import digest_json
+    from fwbuild.stamps import digest_json
 
     return digest_json({n: t.identity() for n, t in sorted(project.used_toolchains().items())})
 
@@ -211,32 +196,26 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
     names = list(project.packages)
     tasks: dict[str, Callable[[], Any]] = {}
 
-    def stage_group(stage: str) -> Callable[[], Iterator[dict[str, Any]]]:
+    def stage_group(stage: Stage) -> Callable[[], Iterator[dict[str, Any]]]:
         def gen() -> Iterator[dict[str, Any]]:
-            yield {"basename": stage, "name": None, "doc": STAGE_DOCS[stage] + " (per package)"}
+            yield {"basename": stage.name, "name": None, "doc": stage.doc + " (per package)"}
             for name in names:
-                deps = []
-                if stage != "fetch":
-                    deps.append(f"{STAGES[STAGES.index(stage) - 1]}:{name}")
-                if stage == "configure":
-                    deps += [f"install:{d}" for d in project.packages[name].depends]
-                    deps.append("toolchain")
                 yield {
-                    "basename": stage,
+                    "basename": stage.name,
                     "name": name,
-                    "doc": f"{STAGE_DOCS[stage]}: {name}",
-                    "actions": [(run_stage, [key, name, stage])],
-                    "uptodate": [(stage_uptodate, [key, name, stage])],
-                    "task_dep": deps,
-                    "clean": [(_unstamp, [key, name, stage])],
-                    "verbosity": 2 if stage == "fetch" else 1,
+                    "doc": f"{stage.doc}: {name}",
+                    "actions": [(run_stage, [key, name, stage.name])],
+                    "uptodate": [(stage_uptodate, [key, name, stage.name])],
+                    "task_dep": stage.task_deps(project, name),
+                    "clean": [(_unstamp, [key, name, stage.name])],
+                    "verbosity": stage.verbosity,
                 }
 
-        gen.__name__ = f"task_{stage}"
+        gen.__name__ = f"task_{stage.name}"
         return gen
 
-    for stage in STAGES:
-        tasks[f"task_{stage}"] = stage_group(stage)
+    for stage in TABLE:
+        tasks[f"task_{stage.name}"] = stage_group(stage)
 
     def task_rootfs() -> dict[str, Any]:
         """build every package and merge them with the board's files into $ROOTFS_DIR"""
