@@ -588,15 +588,28 @@ def enabled_for(project: Project, name: str) -> bool:
     return bool(cache.backends) and cacheable(project, name)
 
 
-def restored_install_current(project: Project, name: str) -> bool:
-    """Whether the package's install stamp is current and was restored from the cache."""
-    from fwbuild.project import read_stamp, stamp_matches
+ORIGIN = "cache-origin.json"  # in the package's work directory: which entry its staging is
 
-    stamp_file = project.stamp_file(name, "install")
-    if not stamp_matches(stamp_file, project.key(name, "install")):
-        return False
-    stamp = read_stamp(stamp_file) or {}
-    return bool(stamp.get("from_cache")) and project.stagingdir(name).is_dir()
+
+def origin(project: Project, name: str, stage: str = "install") -> str | None:
+    """Where the stage's current output was restored from, if it was (else None): the stamp
+    holds the current key and the origin file names that very key."""
+    from fwbuild.stamps import read_stamp, stamp_matches
+
+    key = project.key(name, stage)
+    if not stamp_matches(project.stamp_file(name, stage), key):
+        return None
+    found = read_stamp(project.workdir(name) / ORIGIN) or {}
+    if found.get("key") != key or not project.stagingdir(name).is_dir():
+        return None
+    return str(found.get("from") or "the cache")
+
+
+def _write_origin(project: Project, name: str, key: str, where: str) -> None:
+    path = project.workdir(name) / ORIGIN
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "from": where}, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def covers(project: Project, name: str, stage: str) -> bool:
@@ -604,7 +617,7 @@ def covers(project: Project, name: str, stage: str) -> bool:
     install comes, or came, from the cache. Asked only when the stage's own stamp is stale."""
     if stage in CACHED_STAGES or not enabled_for(project, name):
         return False
-    if restored_install_current(project, name):
+    if origin(project, name) is not None:
         return True
     return cache_for(project).lookup(project.key(name, "install")) is not None
 
@@ -673,15 +686,58 @@ def store(project: Project, name: str, stage: str = "install", **extra: Any) -> 
     cache.store(project.key(name, stage), project.stagingdir(name), meta, project.workdir(name))
 
 
-def ensure_stages(project: Project, name: str, upto: str) -> None:
-    """Run the package's stages up to ``upto`` whose stamps are not current: those the cache
-    let doit skip, when the tree is needed after all (a refused entry, legal-info, menuconfig)."""
-    from fwbuild.project import STAGES, stamp_matches
-    from fwbuild.stages import STAGE_ACTIONS
+def ensure_stages(project: Project, name: str, upto: str, *, keep_restored: bool = True) -> None:
+    """Run the package's stages up to ``upto`` that are not done: those the cache let doit skip,
+    when the tree is needed after all (legal-info's licence files, menuconfig; a refused entry,
+    with ``keep_restored`` False). A restored install stays current: the earlier stages remove
+    later stamps as they start, but they never touch the staging directory."""
+    from fwbuild.stages import BY_NAME, STAGES
 
+    keep: dict[Path, bytes] = {}
+    if keep_restored and origin(project, name) is not None:
+        for path in (project.stamp_path(name, "install"), project.rootfs_stamp):
+            if path.is_file():
+                keep[path] = path.read_bytes()
     for stage in STAGES[: STAGES.index(upto) + 1]:
-        current = stamp_matches(project.stamp_file(name, stage), project.key(name, stage))
-        if stage == "patch":
-            current = current and project.srcdir(name).is_dir()
-        if not current:
-            STAGE_ACTIONS[stage](project, name)
+        if not BY_NAME[stage].done(project, name):
+            BY_NAME[stage].run(project, name)
+    for path, data in keep.items():
+        if not path.exists():
+            tmp = path.with_suffix(".keep")
+            tmp.write_bytes(data)
+            tmp.chmod(0o600)
+            tmp.replace(path)
+
+
+class CacheHook:
+    """The stage hook (fwbuild.stages.StageHook) around ``install``: restore, or build and store."""
+
+    def __init__(self) -> None:
+        self.restored: set[tuple[str, str]] = set()
+
+    def before(self, project: Project, stage: Any, name: str) -> bool:
+        if stage.name not in CACHED_STAGES or not enabled_for(project, name):
+            return False
+        key = project.key(name, stage.name)
+        (project.workdir(name) / ORIGIN).unlink(missing_ok=True)
+        extra = restore(project, name, stage.name)
+        if extra is not None:
+            _write_origin(project, name, key, str(extra["from_cache"]))
+            self.restored.add((name, key))
+            return True
+        # No entry after all (refused, unreachable): the stages doit skipped for it run now.
+        previous = stage.previous.name if stage.previous is not None else None
+        if previous:
+            ensure_stages(project, name, previous, keep_restored=False)
+        return False
+
+    def after(self, project: Project, stage: Any, name: str) -> None:
+        if stage.name not in CACHED_STAGES:
+            return
+        key = project.key(name, stage.name)
+        if (name, key) in self.restored:
+            return
+        store(project, name, stage.name)
+
+
+HOOK = CacheHook()

@@ -25,11 +25,13 @@ from typing import Any, ClassVar
 
 from doit.reporter import ConsoleReporter
 
+from fwbuild.cache import CACHED_STAGES, origin
 from fwbuild.project import Project
 from fwbuild.stages import BY_NAME, STAGES
 from fwbuild.stamps import digest_json, read_stamp
 
 REPORT_NAME = "report.json"
+FROM_CACHE = "from cache"  # a stage whose output the build cache restored (fwbuild.cache)
 NO_STAMP = "no stamp (new, cleaned, or its last run did not finish)"
 _WHY_WIDTH = 60
 _ERROR_WIDTH = 200
@@ -47,7 +49,7 @@ class TaskRecord:
     task: str
     package: str | None
     stage: str
-    result: str = "not run"  # ran, failed, up-to-date, ignored
+    result: str = "not run"  # ran, failed, up-to-date, ignored, from cache
     started: str | None = None  # UTC, ISO 8601
     offset: float | None = None  # seconds after the build started
     seconds: float | None = None
@@ -272,6 +274,11 @@ class BuildReporter(ConsoleReporter):
     def _end(self, task: Any, result: str, message: str | None = None) -> None:
         record = self._record(task.name)
         record.result = result
+        if result == "ran" and self.project is not None and record.stage in CACHED_STAGES:
+            restored = origin(self.project, record.package or "", record.stage)
+            if restored is not None:  # the stage's output was restored, not made (fwbuild.cache)
+                record.result = FROM_CACHE
+                record.why = [*record.why, f"restored from the build cache {restored}"]
         if record._t0:
             record.seconds = round(time.monotonic() - record._t0, 3)
         if message is not None:
@@ -287,9 +294,12 @@ class BuildReporter(ConsoleReporter):
 
     def _finish(self) -> None:
         hits = [n for n in self.uptodate if n not in self.records]
-        counts = {k: sum(r.result == k for r in self.records.values()) for k in ("ran", "failed")}
+        counts = {
+            k: sum(r.result == k for r in self.records.values())
+            for k in ("ran", "failed", FROM_CACHE)
+        }
         counts["up-to-date"] = len(hits)
-        if counts["ran"] or counts["failed"] or self.runtime_errors:
+        if counts["ran"] or counts["failed"] or counts[FROM_CACHE] or self.runtime_errors:
             for name in hits:
                 self._mark(name, "up-to-date")
         records = sorted(
@@ -302,7 +312,7 @@ class BuildReporter(ConsoleReporter):
             where = f" (drawing is not a build: {report_path(self.project)} is kept)"
         elif (
             self.project is not None
-            and not (counts["ran"] or counts["failed"])
+            and not (counts["ran"] or counts["failed"] or counts[FROM_CACHE])
             and not self.runtime_errors
         ):
             # A no-op keeps the last build's report (what graph-build draws): rewriting every
@@ -326,21 +336,23 @@ class BuildReporter(ConsoleReporter):
             tmp.write_text(json.dumps(data, indent=1) + "\n")
             tmp.replace(path)
             where = f" ({path})"
-        shown = [r for r in records if r.result in {"ran", "failed"}]
+        shown = [r for r in records if r.result in {"ran", "failed", FROM_CACHE}]
+        cached = f", {counts[FROM_CACHE]} from cache" if counts[FROM_CACHE] else ""
         self.write(
             f"report: {counts['ran']} ran, {counts['failed']} failed, "
-            f"{counts['up-to-date']} up to date, {total:.1f} s{where}\n"
+            f"{counts['up-to-date']} up to date{cached}, {total:.1f} s{where}\n"
         )
         if shown:
             width = max(len("task"), *(len(r.task) for r in shown))
-            self.write(f"  {'task':<{width}}  result   start s  seconds  why\n")
+            rw = max(7, *(len(r.result) for r in shown))  # "from cache" widens the column
+            self.write(f"  {'task':<{width}}  {'result':<{rw}} start s  seconds  why\n")
             for r in shown:
                 why = "; ".join(r.why) or "-"
                 if len(why) > _WHY_WIDTH:
                     why = why[: _WHY_WIDTH - 1] + "…"
                 start = f"{r.offset:7.1f}" if r.offset is not None else "      -"
                 secs = f"{r.seconds:7.2f}" if r.seconds is not None else "      -"
-                self.write(f"  {r.task:<{width}}  {r.result:<7} {start}  {secs}  {why}\n")
+                self.write(f"  {r.task:<{width}}  {r.result:<{rw}} {start}  {secs}  {why}\n")
         for r in records:  # last: what a CI log's reader needs first
             if r.result == "failed":
                 error = r.error or "see above"

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from fwbuild.cache import HOOK as CACHE_HOOK
 from fwbuild.codedigest import code_inputs
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.fsutil import file_digest
@@ -437,6 +438,9 @@ def do_install(project: Project, pkg: Package) -> None:
 
 
 def do_extra(project: Project, name: str, task: str) -> None:
+    from fwbuild.cache import ensure_stages
+
+    ensure_stages(project, name, "configure")  # a package restored from the cache has no tree
     pkg = project.packages[name]
     method, _ = pkg.extra_tasks[task]
     getattr(pkg, method)(make_context(project, pkg, task, project.stagingdir(name)))
@@ -480,6 +484,7 @@ TABLE: tuple[Stage, ...] = (
         work=do_install,
         outputs=lambda project, name: (project.stagingdir(name),),
         logged=True,
+        hooks=(CACHE_HOOK,),  # restored from the shared build cache, or stored there
     ),
 )
 NAMES: tuple[str, ...] = tuple(stage.name for stage in TABLE)

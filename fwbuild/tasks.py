@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fwbuild.cache import covers
 from fwbuild.errors import BuildError
 from fwbuild.project import Project
 from fwbuild.stages import BY_NAME, STAGES, TABLE, Stage
@@ -68,7 +69,9 @@ def run_stage(board_file: str, name: str, stage: str) -> Any:
 
 
 def stage_uptodate(board_file: str, name: str, stage: str) -> bool:
-    return BY_NAME[stage].done(project_for(board_file), name)
+    project = project_for(board_file)
+    # fetch … build are not needed when the package's install comes from the build cache
+    return BY_NAME[stage].done(project, name) or covers(project, name, stage)
 
 
 def run_rootfs(board_file: str) -> Any:

@@ -17,6 +17,9 @@ from typing import ClassVar
 
 import pytest
 from support.davserver import DavServer, free_port
+from support.doitrun import doit_env, run_doit
+from support.genpkgs import Dist, make_project
+from support.httpserver import FaultServer
 
 from fwbuild.cache import (
     FORMAT,
@@ -288,3 +291,148 @@ def test_settings_from_the_board_and_the_environment(
     monkeypatch.setenv("FWBUILD_CACHE_MODE", "rw")
     with pytest.raises(ConfigError, match="not an http:// or https:// URL"):
         cache_settings(FakeBoard())  # type: ignore[arg-type]
+
+
+# --- builds sharing a cache (the generated packages, the real zig cross compiler) -------------
+SECRET_RECIPE = """\
+from fwbuild.recipe import Package
+
+
+class {cls}(Package):
+    name = "{name}"
+    version = "1"
+    license = "MIT"
+    toolchain = "none"
+    target_files = {{"etc/{name}": 0o600}}
+    {attribute}
+
+    def runtime_inputs(self):
+        return "a digest of the file the install step reads"
+
+    def install(self, ctx):
+        path = ctx.staging / "etc" / "{name}"
+        path.parent.mkdir(parents=True)
+        path.write_text("{token}\\n")
+"""
+TOKEN = "not-for-any-cache-" + "7f3a9c"
+CACHED = ("libgreet", "hello")  # the generated packages that may be cached (not secret, vault)
+
+
+def add_secret_packages(root: Path) -> None:
+    """``secret`` (dynamic: its install reads files outside the build) and ``vault``
+    (``shared_cache = False``), both holding TOKEN in their outputs."""
+    for name, attribute in (("secret", "dynamic = True"), ("vault", "shared_cache = False")):
+        (root / "recipes" / f"{name}.py").write_text(
+            SECRET_RECIPE.format(
+                cls=name.title(), name=name, attribute=attribute, token=f"{TOKEN}-{name}"
+            )
+        )
+    board = root / "configs" / "board.toml"
+    board.write_text(
+        board.read_text().replace('packages = ["hello"]', 'packages = ["hello", "secret", "vault"]')
+    )
+
+
+def cache_bytes(cache_dir: Path) -> bytes:
+    """Everything the cache holds, archives decompressed."""
+    import gzip
+
+    out = b""
+    for path in sorted(p for p in cache_dir.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        out += gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    return out
+
+
+def report_results(project: Path) -> dict[str, str]:
+    report = json.loads((project / "build" / "report.json").read_text())
+    return {t["task"]: t["result"] for t in report["tasks"]}
+
+
+@pytest.fixture(scope="module")
+def first_build(
+    tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, dist: Dist
+) -> Iterator[tuple[Path, Path, FaultServer]]:
+    """Checkout A built with an empty shared cache directory."""
+    with FaultServer(mirror_root) as srv:
+        root = tmp_path_factory.mktemp("shared")
+        cache_dir = root / "cache"
+        a = make_project(root / "a", dist, srv.url)
+        add_secret_packages(a)
+        run = run_doit(a, "rootfs", env=doit_env(FWBUILD_CACHE_DIR=str(cache_dir)))
+        assert run.returncode == 0, run.output
+        assert {"build:libgreet", "build:hello", "install:secret"} <= run.ran
+        yield a, cache_dir, srv
+
+
+def test_secrets_never_reach_the_cache(first_build: tuple[Path, Path, FaultServer]) -> None:
+    a, cache_dir, _ = first_build
+    records = [json.loads(p.read_text()) for p in (cache_dir / FORMAT / "ac").iterdir()]
+    assert sorted(r["package"] for r in records) == ["hello", "libgreet"]
+    assert TOKEN.encode() not in cache_bytes(cache_dir)
+    assert (a / "build" / "secret" / "staging" / "etc" / "secret").read_text().startswith(TOKEN)
+
+
+def test_a_second_checkout_restores_every_package_and_compiles_nothing(
+    first_build: tuple[Path, Path, FaultServer], dist: Dist
+) -> None:
+    a, cache_dir, srv = first_build
+    b = make_project(a.parent / "b", dist, srv.url)
+    add_secret_packages(b)
+    # offline, with an empty download directory: nothing can be fetched, only restored
+    env = doit_env(FWBUILD_CACHE_DIR=str(cache_dir), FWBUILD_OFFLINE="1")
+    run = run_doit(b, "rootfs", env=env)
+    assert run.returncode == 0, run.output
+    early = ("fetch", "patch", "configure", "build")
+    compiled = {t for t in run.ran if t.split(":")[0] in early and t.split(":")[1] in CACHED}
+    assert not compiled, run.output
+    assert {"install:libgreet", "install:hello"} <= run.ran
+    assert {"install:secret", "install:vault"} <= run.ran  # never restored: built again
+    assert "install:hello: from cache" in run.output
+    results = report_results(b)
+    assert results["install:hello"] == results["install:libgreet"] == "from cache"
+    assert results["install:secret"] == "ran"
+    report = json.loads((b / "build" / "report.json").read_text())
+    seconds = {t["task"]: t["seconds"] for t in report["tasks"]}
+    assert seconds["install:hello"] < 1.0, seconds
+    assert not (b / "dl").exists() or not any((b / "dl").iterdir())
+    for image in ("rootfs.cpio.gz", "rootfs.tar"):
+        assert (b / "output" / image).read_bytes() == (a / "output" / image).read_bytes()
+    again = run_doit(b, "rootfs", env=env)
+    assert again.returncode == 0 and not again.ran - {"toolchain"}, again.output
+
+
+def test_a_corrupted_entry_is_rebuilt_and_a_dead_server_said_once(
+    first_build: tuple[Path, Path, FaultServer], dist: Dist
+) -> None:
+    a, cache_dir, srv = first_build
+    record = json.loads((cache_dir / FORMAT / "ac" / _key_of(cache_dir, "hello")).read_text())
+    blob = cache_dir / FORMAT / "cas" / record["sha256"]
+    data = bytearray(blob.read_bytes())
+    data[-100] ^= 0x55
+    blob.write_bytes(bytes(data))
+    c = make_project(a.parent / "c", dist, srv.url)
+    dead = f"http://127.0.0.1:{free_port()}/cache"
+    env = doit_env(FWBUILD_CACHE_DIR=str(cache_dir), FWBUILD_CACHE_URL=dead)
+    run = run_doit(c, "rootfs", env=env)
+    assert run.returncode == 0, run.output
+    assert "refused" in run.output and "damaged" in run.output, run.output
+    # rebuilt: doit had skipped hello's earlier stages for the entry, its install ran them
+    assert "building it instead" in run.output
+    assert report_results(c)["install:hello"] == "ran"
+    for stage in ("fetch", "patch", "configure", "build"):
+        assert (c / "build" / "hello" / "stamps" / f"{stage}.json").is_file(), stage
+    assert (c / "build" / "hello" / "staging" / "usr" / "bin" / "hello").is_file()
+    assert not {"build:libgreet", "configure:libgreet"} & run.ran  # still restored
+    assert run.output.count("does not answer") == 1, run.output
+    # the rebuilt entry replaced the damaged one
+    again = cache_of(c, dir=cache_dir).lookup(_key_of(cache_dir, "hello"))
+    assert again is not None
+    cache_of(c, dir=cache_dir).fetch_archive(again, c / "check.tar.gz")
+
+
+def _key_of(cache_dir: Path, package: str) -> str:
+    for path in (cache_dir / FORMAT / "ac").iterdir():
+        if json.loads(path.read_text())["package"] == package:
+            return path.name
+    raise AssertionError(f"no entry for {package}")
