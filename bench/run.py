@@ -14,6 +14,8 @@
 - ``clean_overhead_pct``: the share of a clean ``doit rootfs`` of the generated project spent in
   the engine's own process work (stages minus the commands they run: unpacking, copying,
   images; bench/bench_build.py), and ``peak_rss_mb``, the build's peak RSS;
+- ``cache_hit_s``: restoring a package from a warm local build cache (fwbuild.cache), with
+  ``cache_build_s`` (building it) and ``cache_hit_ratio`` (the first over the second);
 - ``noop_real_ratio`` / ``noop_real_kernel_ratio``: with FWBUILD_BENCH_REAL_BUILD_DIR naming an
   up-to-date build directory of the real board (configs/siso.toml; the other FWBUILD_*
   variables as that build had them), a no-op ``doit rootfs`` / ``doit kernel_mppc`` against the
@@ -143,6 +145,39 @@ def measure_clean(work: Path) -> dict[str, float]:
     return {"clean_overhead_pct": round(100 * in_process / wall, 2), "peak_rss_mb": round(rss, 1)}
 
 
+def measure_cache(work: Path) -> dict[str, float]:
+    """``cache_hit_s``: restoring the generated ``hello`` package from a warm local build cache
+    (its install task's seconds in build/report.json, best of 3, the work tree removed before
+    each), against ``cache_build_s``, building it from its sources (its five stages' seconds,
+    the cache filled by that build); ``cache_hit_ratio`` is the first over the second."""
+    dist = make_dist(work / "dist")
+    dist.write(work / "mirrors" / "upstream")
+    with FaultServer(work / "mirrors") as srv:
+        project = make_project(work / "project", dist, srv.url)
+        env = {**_bench_env(), "FWBUILD_CACHE_DIR": str(work / "cache")}
+        first = run_doit(project, "rootfs", env=env)
+        if first.returncode != 0:
+            raise SystemExit(f"the generated project does not build:\n{first.output}")
+
+        def seconds() -> dict[str, float]:
+            report = json.loads((project / "build" / "report.json").read_text())
+            return {t["task"]: t["seconds"] or 0.0 for t in report["tasks"]}
+
+        built = sum(s for task, s in seconds().items() if task.endswith(":hello"))
+        hits = []
+        for _ in range(3):
+            shutil.rmtree(project / "build" / "hello")
+            run = run_doit(project, "install:hello", env=env)
+            if run.returncode != 0 or run.ran != {"install:hello"}:
+                raise SystemExit(f"hello was not restored from the cache:\n{run.output}")
+            hits.append(seconds()["install:hello"])
+    return {
+        "cache_hit_s": round(min(hits), 4),
+        "cache_build_s": round(built, 4),
+        "cache_hit_ratio": round(min(hits) / built, 4),
+    }
+
+
 def real_is_current(env: dict[str, str], task: str) -> str | None:
     """Why the real tree is not a no-op for ``task`` (None: it is); read, never built."""
     code = (
@@ -194,7 +229,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["download", "patch", "scale", "clean", "real"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["download", "patch", "scale", "clean", "real", "cache"],
     )
     args = parser.parse_args()
     results: dict[str, float] = {}
@@ -208,6 +246,9 @@ def main() -> None:
         if "scale" not in args.skip:
             (work / "scale").mkdir()
             results.update(measure_scale(work / "scale"))
+        if "cache" not in args.skip:
+            (work / "cache").mkdir()
+            results.update(measure_cache(work / "cache"))
         if "clean" not in args.skip:
             (work / "clean").mkdir()
             results.update(measure_clean(work / "clean"))

@@ -294,12 +294,12 @@ class BuildReporter(ConsoleReporter):
 
     def _finish(self) -> None:
         hits = [n for n in self.uptodate if n not in self.records]
-        counts = {
-            k: sum(r.result == k for r in self.records.values())
-            for k in ("ran", "failed", FROM_CACHE)
-        }
+        counts = {k: sum(r.result == k for r in self.records.values()) for k in ("ran", "failed")}
         counts["up-to-date"] = len(hits)
-        if counts["ran"] or counts["failed"] or counts[FROM_CACHE] or self.runtime_errors:
+        restored = sum(r.result == FROM_CACHE for r in self.records.values())
+        if restored:  # only then: a build without the cache keeps the report's shape
+            counts[FROM_CACHE] = restored
+        if counts["ran"] or counts["failed"] or restored or self.runtime_errors:
             for name in hits:
                 self._mark(name, "up-to-date")
         records = sorted(
@@ -312,7 +312,7 @@ class BuildReporter(ConsoleReporter):
             where = f" (drawing is not a build: {report_path(self.project)} is kept)"
         elif (
             self.project is not None
-            and not (counts["ran"] or counts["failed"] or counts[FROM_CACHE])
+            and not (counts["ran"] or counts["failed"] or restored)
             and not self.runtime_errors
         ):
             # A no-op keeps the last build's report (what graph-build draws): rewriting every
@@ -337,7 +337,7 @@ class BuildReporter(ConsoleReporter):
             tmp.replace(path)
             where = f" ({path})"
         shown = [r for r in records if r.result in {"ran", "failed", FROM_CACHE}]
-        cached = f", {counts[FROM_CACHE]} from cache" if counts[FROM_CACHE] else ""
+        cached = f", {restored} from cache" if restored else ""
         self.write(
             f"report: {counts['ran']} ran, {counts['failed']} failed, "
             f"{counts['up-to-date']} up to date{cached}, {total:.1f} s{where}\n"

@@ -191,6 +191,7 @@ def test_download_cache_and_artifacts() -> None:
     board = tomllib.loads((REPO / "configs" / "siso.toml").read_text())
     downloads = board["paths"]["downloads"]
     caches = [s for s in steps() if str(s.get("uses", "")).startswith("actions/cache@")]
+    caches = [s for s in caches if s["with"]["path"] != build_cache_dir()]  # see below
     assert len(caches) == 1
     cache_with = caches[0]["with"]
     assert cache_with["path"] == downloads  # the board's download directory
@@ -204,6 +205,25 @@ def test_download_cache_and_artifacts() -> None:
     output = board["paths"]["output"]
     assert f"{output}/" in paths and "build/report.json" in paths
     assert all(re.search(r"@v\d+$", s["uses"]) for s in steps() if "uses" in s)
+
+
+def build_cache_dir() -> str:
+    return str(workflow()["jobs"]["firmware"]["env"]["FWBUILD_CACHE_DIR"])
+
+
+def test_build_cache_is_kept_between_nights() -> None:
+    """The shared build cache's directory (FWBUILD_CACHE_DIR) is restored before the build and
+    keyed by everything that defines one, falling back to the last night's."""
+    caches = [s for s in steps() if str(s.get("uses", "")).startswith("actions/cache@")]
+    kept = [s for s in caches if s["with"]["path"] == build_cache_dir()]
+    assert len(kept) == 1
+    key = kept[0]["with"]["key"]
+    for inputs in ("recipes/", "patches/", "configs/", "fwbuild/"):
+        assert inputs in key, key
+    assert key.startswith(kept[0]["with"]["restore-keys"])
+    names = [s.get("name") for s in steps()]
+    build = next(i for i, s in enumerate(steps()) if "doit rootfs" in s.get("run", ""))
+    assert names.index(kept[0]["name"]) < build
 
 
 def test_draws_and_uploads_the_pictures() -> None:
