@@ -33,6 +33,9 @@ Secrets never enter the cache: a package is stored and restored only when ``cach
 ``dynamic`` ones and those that declare ``protected_paths``, nor for any package depending on a
 dynamic one). A server that does not answer is given up for the rest of the build, said once;
 the build goes on without it.
+
+``[cache] ccache = true`` / FWBUILD_CCACHE=1 puts ccache in front of the compilers
+(``ccache_env``), with its identity in the configure keys (``ccache_identity``).
 """
 
 from __future__ import annotations
@@ -741,3 +744,80 @@ class CacheHook:
 
 
 HOOK = CacheHook()
+
+
+# --- ccache: compile-level reuse inside a package -----------------------------------------------
+_CCACHE_VERSION: dict[str, str] = {}
+
+
+def ccache_enabled(board: Board) -> bool:
+    """``[cache] ccache = true`` or FWBUILD_CCACHE=1 (the environment wins)."""
+    from fwbuild.config import env_flag
+
+    section = board.data.get("cache") or {}
+    return env_flag("FWBUILD_CCACHE", bool(section.get("ccache", False)))
+
+
+def _ccache_binary() -> str:
+    found = shutil.which("ccache")
+    if found is None:
+        raise ConfigError(
+            "FWBUILD_CCACHE / [cache] ccache is on, but ccache is not installed: "
+            "apt-get install ccache (or switch it off)"
+        )
+    return found
+
+
+def ccache_identity(project: Project, pkg: Any) -> dict[str, Any] | None:
+    """What ccache adds to a package's configure key (None when it is not used for it): its
+    version and the settings that reach it, so switching it on, upgrading it or changing its
+    configuration rebuilds, and a key never covers output made another way."""
+    if pkg.toolchain == "none" or not ccache_enabled(project.board):
+        return None
+    binary = _ccache_binary()
+    if binary not in _CCACHE_VERSION:
+        import subprocess
+
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+        _CCACHE_VERSION[binary] = (out.stdout.splitlines() or ["unknown"])[0].strip()
+    settings = {k: v for k, v in sorted(os.environ.items()) if k.startswith("CCACHE_")}
+    return {
+        "version": _CCACHE_VERSION[binary],
+        # digests only: a remote storage URL may carry a password, and stamps are read by people
+        "settings": hashlib.sha256(json.dumps(settings).encode()).hexdigest(),
+    }
+
+
+def ccache_env(project: Project, pkg: Any, env: dict[str, str]) -> dict[str, str]:
+    """The build environment with ccache in front of the package's compiler, when switched on.
+
+    zig's wrappers are named by absolute path in CC, so ccache goes in front of them
+    (``CC="ccache …/cc"``) and identifies the compiler by the toolchain's identity (the wrapper
+    script does not change when zig does). A gcc toolchain is found on PATH by its prefixed
+    name (the kernel's make names ``i686-linux-gnu-gcc``), so a directory of links named so,
+    to ccache, goes first on PATH: ccache runs the real compiler found after it."""
+    identity = ccache_identity(project, pkg)
+    if identity is None:
+        return env
+    binary = _ccache_binary()
+    out = dict(env)
+    toolchain = project.toolchain_for(pkg)
+    kind = toolchain.identity().get("kind")
+    if kind == "zig":
+        for var in ("CC", "CXX"):
+            if var in out:
+                out[var] = f"{binary} {out[var]}"
+        ident = json.dumps(toolchain.identity(), sort_keys=True)
+        out["CCACHE_COMPILERCHECK"] = "string:" + hashlib.sha256(ident.encode()).hexdigest()
+    elif "CROSS_COMPILE" in out:
+        masq = project.board.paths.build / "toolchain" / "ccache"
+        masq.mkdir(parents=True, exist_ok=True)
+        for tool in ("gcc", "cc", "g++"):
+            link = masq / f"{out['CROSS_COMPILE']}{tool}"
+            if not link.is_symlink() or os.readlink(link) != binary:
+                link.unlink(missing_ok=True)
+                link.symlink_to(binary)
+        out["PATH"] = f"{masq}{os.pathsep}{out.get('PATH', os.environ.get('PATH', ''))}"
+    # ccache's own settings (its directory, remote storage) reach it; the build's do not
+    out.update({k: v for k, v in os.environ.items() if k.startswith("CCACHE_") and k not in out})
+    return out

@@ -181,6 +181,9 @@ class CacheTable(Section):
     mode: Literal["rw", "ro", "off"] = Field(
         default="rw", description="rw: read and write; ro: read only (CI mirrors); off"
     )
+    ccache: bool = Field(
+        default=False, description="ccache in front of the compilers (FWBUILD_CCACHE)"
+    )
 
 
 class ToolchainTable(Section):

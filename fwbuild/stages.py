@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fwbuild.cache import HOOK as CACHE_HOOK
+from fwbuild.cache import ccache_env, ccache_identity
 from fwbuild.codedigest import code_inputs
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.fsutil import file_digest
@@ -349,7 +350,7 @@ def make_context(project: Project, pkg: Package, stage: str, staging: Path) -> C
     toolchain = project.toolchain_for(pkg)
     srcdir = project.srcdir(pkg.name)
     deps = {d: project.stagingdir(d) for d in project.closure(pkg.name)}
-    env = toolchain.env()
+    env = ccache_env(project, pkg, toolchain.env())  # fwbuild.cache: unchanged unless switched on
     # Keep build paths out of the binaries (debug info, __FILE__): reproducible, no host paths.
     prefix_map = f"-ffile-prefix-map={srcdir}=/usr/src/{pkg.label}"
     include = " ".join(f"-I{p / 'usr' / 'include'}" for p in deps.values())
@@ -382,7 +383,7 @@ def _start_log(project: Project, name: str, stage: str) -> None:
 
 
 def configure_inputs(project: Project, pkg: Package) -> dict[str, Any]:
-    return {
+    inputs = {
         "version": pkg.version,
         "recipe": code_inputs(pkg),  # its file, helpers it imports, engine classes
         "toolchain": project.toolchain_for(pkg).identity(),
@@ -393,6 +394,10 @@ def configure_inputs(project: Project, pkg: Package) -> dict[str, Any]:
         "deps": {d: project.key(d, "install") for d in pkg.depends},
         "board_data": {s: project.board.data.get(s) for s in pkg.board_sections},
     }
+    ccache = ccache_identity(project, pkg)
+    if ccache is not None:  # only then: keys made without ccache stay as they were
+        inputs["ccache"] = ccache
+    return inputs
 
 
 def do_configure(project: Project, pkg: Package) -> None:

@@ -436,3 +436,43 @@ def _key_of(cache_dir: Path, package: str) -> str:
         if json.loads(path.read_text())["package"] == package:
             return path.name
     raise AssertionError(f"no entry for {package}")
+
+
+def _ccache_stats(ccache_dir: Path) -> dict[str, int]:
+    import subprocess
+
+    out = subprocess.run(
+        ["ccache", "--print-stats"],
+        env={**os.environ, "CCACHE_DIR": str(ccache_dir)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {k: int(v) for k, _, v in (line.partition("\t") for line in out.splitlines()) if v}
+
+
+def test_ccache_reuses_compiles_and_is_in_the_keys(
+    tmp_path: Path, mirror_root: Path, dist: Dist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FWBUILD_CCACHE=1 puts ccache in front of zig cc: a package built again from a fresh tree
+    compiles from ccache's hits; switching it on changes the configure keys (its identity)."""
+    from fwbuild.project import Project
+
+    with FaultServer(mirror_root) as srv:
+        project = make_project(tmp_path / "p", dist, srv.url)
+        env = doit_env(FWBUILD_CCACHE="1", CCACHE_DIR=str(tmp_path / "ccache"))
+        run = run_doit(project, "rootfs", env=env)
+        assert run.returncode == 0, run.output
+        first = _ccache_stats(tmp_path / "ccache")
+        assert first.get("cache_miss", 0) > 0 and first.get("direct_cache_hit", 0) == 0, first
+        clean = run_doit(project, "dirclean:hello", "rootfs", env=env)
+        assert clean.returncode == 0 and "build:hello" in clean.ran, clean.output
+        second = _ccache_stats(tmp_path / "ccache")
+        hits = second.get("direct_cache_hit", 0) + second.get("preprocessed_cache_hit", 0)
+        assert hits > 0, second
+    board = project / "configs" / "board.toml"
+    monkeypatch.delenv("FWBUILD_CCACHE", raising=False)
+    off = Project.load(board, project).key("hello", "configure")
+    monkeypatch.setenv("FWBUILD_CCACHE", "1")
+    on = Project.load(board, project).key("hello", "configure")
+    assert on != off
