@@ -26,7 +26,8 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fwbuild.errors import ConfigError
 
@@ -252,6 +253,49 @@ class Package:
         ``local_file(filename)`` is where a declared source or patch was fetched to. Raise a
         BuildError to abandon the tree: nothing is left half-prepared.
         """
+
+    # --- the board, read only through what the recipe declares -------------------------------
+    # The configure key covers ``board_sections`` and ``board_files`` and nothing else of the
+    # board, so these are the only ways a recipe reads either: each refuses what the recipe did
+    # not declare (as ``variant()`` does), and ``self.board`` hides the sections' raw contents
+    # (fwbuild.boardview), so no read can escape the key.
+    def __post_init__(self) -> None:
+        from fwbuild.boardview import BoardView
+
+        if not isinstance(self.board, BoardView):
+            object.__setattr__(self, "board", BoardView(self.board, self))
+
+    def check_section(self, section: str) -> None:
+        if section not in self.board_sections:
+            declared = ", ".join(self.board_sections) or "none"
+            raise ConfigError(
+                f"{self.recipe_file}: the recipe reads the board's [{section}] without declaring "
+                f"it (board_sections: {declared}); add {section!r} to `board_sections = (...)` "
+                "(and its model to `settings`) so that changing it rebuilds the package",
+                package=self.name,
+            )
+
+    def setting(self, section: str) -> Mapping[str, Any]:
+        """The board's ``[section]`` (validated against its model when the project loaded; empty
+        when the board leaves it out), read-only. Refused unless in ``board_sections``."""
+        from fwbuild.boardview import unwrap
+
+        self.check_section(section)
+        table = unwrap(self.board).data.get(section, {})
+        return MappingProxyType(table if isinstance(table, dict) else {})
+
+    def board_file(self, rel: str) -> Path:
+        """The board file ``rel`` (relative to the project). Refused unless in ``board_files``:
+        their contents are part of the configure key."""
+        if rel not in self.board_files:
+            declared = ", ".join(self.board_files) or "none"
+            raise ConfigError(
+                f"{self.recipe_file}: the recipe reads the board file {rel} without declaring it "
+                f"(board_files: {declared}); add it to `board_files = (...)` so that editing it "
+                "rebuilds the package",
+                package=self.name,
+            )
+        return self.board.paths.project / rel
 
     # --- steps; ``ctx`` gives the environment, directories and a logged ``run`` ---------------
     def configure(self, ctx: Context) -> None:

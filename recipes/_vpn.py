@@ -1,21 +1,28 @@
 """What the VPN recipes share: the board's [vpn]/[network]/[pki]/[secrets] settings (their
 schema is recipes/_settings.py), the passwords file, and the file formats' quoting rules. Not a
 recipe itself (the leading underscore keeps it off the board).
+
+The board is read through the package (``pkg.setting(section)``), which refuses a section the
+recipe does not declare in ``board_sections``: every section a helper here reads is then part of
+the calling package's key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import os
 import secrets as random_secrets
 import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fwbuild.config import Board
 from fwbuild.errors import ConfigError
+from fwbuild.recipe import Package
 
 # Characters pppd's getword() treats specially inside a word; a word with any of them, or with
 # white space, must be quoted (it honours "…" with backslash escapes).
@@ -69,13 +76,13 @@ class Vpn:
         return f"{self.pool[0]}-{self.pool[1]}"
 
 
-def vpn_settings(board: Board) -> Vpn:
+def vpn_settings(pkg: Package) -> Vpn:
     """[vpn] and [network] as typed values. The project has validated them against
     ``_settings.Vpn``/``Network`` (types, the pool inside the PPP subnet, no overlap with the
     WAN, …) before any recipe runs, so this only converts; it needs no pydantic, which keeps the
     no-op build's start-up (it asks for the stamps' inputs) cheap."""
-    data: dict[str, Any] = board.data["vpn"]
-    wan = ipaddress.IPv4Interface(board.data["network"]["address"])
+    data: Mapping[str, Any] = pkg.setting("vpn")
+    wan = ipaddress.IPv4Interface(pkg.setting("network")["address"])
     ppp = ipaddress.IPv4Interface(data["ppp_address"])
     first, last = (ipaddress.IPv4Address(p.strip()) for p in data["client_pool"].split("-"))
     role = data.get("role", "server")
@@ -98,26 +105,65 @@ def vpn_settings(board: Board) -> Vpn:
 
 
 # --- where secrets live: outside the repository and the build tree ---------------------------
-def _user_path(board: Board, section: str, env: str, default: Path) -> Path:
-    raw = os.environ.get(env) or board.data.get(section, {}).get("path")
+def _user_path(pkg: Package, section: str, env: str, default: Path) -> Path:
+    raw = os.environ.get(env) or pkg.setting(section).get("path")
     return Path(raw).expanduser().resolve() if raw else default
 
 
-def _owner(board: Board, section: str) -> str:
+def _owner(pkg: Package, section: str) -> str:
     """Whose PKI/secrets: a client profile names its server board's (``name = "siso"``)."""
-    return str(board.data.get(section, {}).get("name", board.name))
+    return str(pkg.setting(section).get("name", pkg.board.name))
 
 
-def secrets_path(board: Board) -> Path:
+def secrets_path(pkg: Package) -> Path:
     home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
-    default = home / "fwbuild" / f"{_owner(board, 'secrets')}-secrets.toml"
-    return _user_path(board, "secrets", "FWBUILD_SECRETS", default)
+    default = home / "fwbuild" / f"{_owner(pkg, 'secrets')}-secrets.toml"
+    return _user_path(pkg, "secrets", "FWBUILD_SECRETS", default)
 
 
-def pki_path(board: Board) -> Path:
+def pki_path(pkg: Package) -> Path:
     home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    default = home / "fwbuild" / "pki" / _owner(board, "pki")
-    return _user_path(board, "pki", "FWBUILD_PKI_DIR", default)
+    default = home / "fwbuild" / "pki" / _owner(pkg, "pki")
+    return _user_path(pkg, "pki", "FWBUILD_PKI_DIR", default)
+
+
+def passwords_digest(pkg: Package, users: tuple[str, ...]) -> str:
+    """What a stamp records of the users' passwords: HMAC-SHA256 of them, keyed with a random
+    key kept beside the secrets file (``<file>.stamp-key``, mode 0600), never in the build tree.
+
+    A password change must rebuild what holds or names it (chap-secrets, a .p12 bundle and the
+    profiles that give its import password), so the stamps must cover the passwords; but stamps
+    live in the build directory, and a plain digest of a password (or of a secrets file of a
+    known layout) can be tested against a dictionary by whoever reads one. Without the key, a
+    keyed digest gives nothing away; the key sits with the secrets it protects. Covering only
+    these users' passwords, not the whole file, keeps an edit elsewhere in it from rebuilding."""
+    path = secrets_path(pkg)
+    if not path.exists():
+        return "missing"  # the install step creates it; the stamp is keyed after it ran
+    passwords = load_passwords(path, users, create=False)
+    message = "\n".join(f"{u}\0{p}" for u, p in sorted(passwords.items())).encode()
+    return hmac.new(_stamp_key(path), message, hashlib.sha256).hexdigest()
+
+
+def _stamp_key(secrets: Path) -> bytes:
+    key_file = secrets.with_name(secrets.name + ".stamp-key")
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        key = key_file.read_bytes()
+        if len(key) >= 32:
+            return key
+        key_file.unlink()  # cut short (a crash between creating and writing it): a new one
+        return _stamp_key(secrets)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create {key_file}, the key that keeps the passwords of {secrets} out of the "
+            f"build's stamps ({exc.strerror}); make {secrets.parent} writable, or point "
+            "FWBUILD_SECRETS / [secrets] path at a file in a directory of your own"
+        ) from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(random_secrets.token_bytes(32))
+    return key_file.read_bytes()
 
 
 def load_passwords(path: Path, users: tuple[str, ...], *, create: bool) -> dict[str, str]:

@@ -31,20 +31,20 @@ class BaseFiles(Package):
 
     def values(self):
         # [network] and [system] have been validated against _settings.Network/System
-        net = self.board.data["network"]
+        net = self.setting("network")
         address = ipaddress.IPv4Interface(net["address"])
-        syslog = self.board.data.get("system", {}).get("syslog", "buffer")
+        syslog = self.setting("system").get("syslog", "buffer")
         return {
             "hostname": net.get("hostname"),
             "interface": net.get("interface", "eth0"),
             "address": address.with_prefixlen,
             "gateway": ipaddress.IPv4Address(net["gateway"]) if net.get("gateway") else "",
-            "role": self.board.data.get("vpn", {}).get("role", "server"),
+            "role": self.setting("vpn").get("role", "server"),
             "syslogd_args": SYSLOG[syslog],
         }
 
     def validate(self):
-        if "network" not in self.board.data or not self.board.data["network"].get("hostname"):
+        if not self.setting("network").get("hostname"):
             raise ConfigError(
                 f"{self.board.file}: [network] hostname is missing; base-files writes it to "
                 "/etc/hostname (letters, digits and '-')"
@@ -52,9 +52,8 @@ class BaseFiles(Package):
 
     def install(self, ctx):
         values = self.values()
-        project = self.board.paths.project
         (ctx.staging / "etc" / "sysconfig").mkdir(parents=True)
         (ctx.staging / "etc" / "hostname").write_text(values["hostname"] + "\n")
         for name in ("network", "system"):
-            text = render(project / TEMPLATES / f"{name}.in", values)
+            text = render(self.board_file(f"{TEMPLATES}/{name}.in"), values)
             (ctx.staging / "etc" / "sysconfig" / name).write_text(text)

@@ -93,7 +93,7 @@ class VpnConfig(Package):
     toolchain = "none"
 
     def install(self, ctx):
-        vpn = vpn_settings(self.board)
+        vpn = vpn_settings(self)
         natt = vpn.nat_traversal
         esp_encryption, esp_authentication = esp_algorithms(legacy=vpn.legacy_proposals)
         values = {
@@ -118,12 +118,11 @@ class VpnConfig(Package):
             # pppd's packet log (LCP/CHAP/CCP) in syslog; off in production
             "ppp_debug": "debug" if vpn.ppp_debug else "",
         }
-        templates = self.board.paths.project / TEMPLATES
-        if vpn.role == "client":
-            templates = templates / "client"
+        templates = f"{TEMPLATES}/client" if vpn.role == "client" else TEMPLATES
         for template, target in self.OUTPUTS.items():
-            if not (templates / template).exists():
+            source = self.board_file(f"{templates}/{template}")
+            if not source.exists():
                 continue
             out = ctx.staging / target
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(render(templates / template, values))
+            out.write_text(render(source, values))

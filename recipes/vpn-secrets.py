@@ -3,12 +3,10 @@
 Passwords come from the secrets file outside the repository (FWBUILD_SECRETS, default
 ~/.config/fwbuild/<board>-secrets.toml); when it does not exist, strong random passwords are
 generated into it (mode 0600) and its path is printed. Passwords never reach logs or stamps:
-the stamp holds a digest of the file.
+the stamp holds a keyed digest of them (``_vpn.passwords_digest``).
 """
 
-import hashlib
-
-from _vpn import SETTINGS, load_passwords, pppd_word, secrets_path, vpn_settings
+from _vpn import SETTINGS, load_passwords, passwords_digest, pppd_word, secrets_path, vpn_settings
 
 from fwbuild.recipe import Package
 
@@ -25,27 +23,29 @@ class VpnSecrets(Package):
     shared_cache = False  # its outputs are keys and passwords: never in a shared build cache
 
     def validate(self):
-        vpn = vpn_settings(self.board)
-        path = secrets_path(self.board)
+        vpn = vpn_settings(self)
+        path = secrets_path(self)
         for user, password in load_passwords(path, vpn.users, create=False).items():
             pppd_word(password, what=f"the password of {user!r} in {path}")
 
     def protected_paths(self):
         # the file: no tree may be its directory or hold it (a tree beside it is fine)
-        return {secrets_path(self.board): "the secrets file (FWBUILD_SECRETS / [secrets] path)"}
+        return {secrets_path(self): "the secrets file (FWBUILD_SECRETS / [secrets] path)"}
+
+    def users(self, vpn):
+        """Whose secrets chap-secrets holds: a client profile's only its own user's."""
+        return (vpn.client_user,) if vpn.client_user else vpn.users
 
     def runtime_inputs(self):
-        path = secrets_path(self.board)
-        return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+        return passwords_digest(self, self.users(vpn_settings(self)))
 
     def install(self, ctx):
-        vpn = vpn_settings(self.board)
-        path = secrets_path(self.board)
+        vpn = vpn_settings(self)
+        path = secrets_path(self)
         passwords = load_passwords(path, vpn.users, create=True)
         server = pppd_word(vpn.server_name, what="[vpn] server_name")
         lines = ["# client\tserver\tsecret\tIP addresses (* = any from l2tpd's range)"]
-        # A client profile holds only its own user's secret.
-        for user in [vpn.client_user] if vpn.client_user else vpn.users:
+        for user in self.users(vpn):
             secret = pppd_word(passwords[user], what=f"the password of {user!r} in {path}")
             client = pppd_word(user, what=f"user name {user!r}")
             # The server field must equal pppd's `name` (l2tpd's `name`); an empty address list
