@@ -6,13 +6,17 @@ The PKI lives outside the build tree (FWBUILD_PKI_DIR, default
 clean task. Client certificates and their Windows XP PKCS#12 bundles are issued there too, with
 a text file of import steps, and each user's profiles for Windows 10/11, macOS/iOS and Linux
 (recipes/_profiles.py); they never enter the image.
+
+A bundle's import password is the user's VPN password (the import steps and the profiles name
+it), so the install key covers the passwords (a keyed digest, ``_vpn.passwords_digest``) and a
+bundle the current password does not open is made again.
 """
 
 import hashlib
 import sys
 from pathlib import Path
 
-from _vpn import SETTINGS, load_passwords, pki_path, secrets_path, vpn_settings
+from _vpn import SETTINGS, load_passwords, passwords_digest, pki_path, secrets_path, vpn_settings
 
 from fwbuild.errors import ConfigError
 from fwbuild.pki import Identity, Pki, hash_links
@@ -39,11 +43,25 @@ L2TP/IPsec uses *computer* certificates, so the bundle goes into the Local Compu
 """
 
 
+def opens(bundle: Path, password: str) -> bool:
+    """Whether the PKCS#12 bundle exists and ``password`` opens it (else it is made again: the
+    user's password changed since, and the import steps and profiles give the new one)."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    try:
+        pkcs12.load_key_and_certificates(bundle.read_bytes(), password.encode())
+    except FileNotFoundError:
+        return False
+    except ValueError:  # "Invalid password or PKCS12 data"
+        return False
+    return True
+
+
 class VpnPki(Package):
     name = "vpn-pki"
     version = "1"
     license = "MIT"
-    board_sections = ("vpn", "pki", "network")
+    board_sections = ("vpn", "pki", "network", "secrets")
     settings = {s: SETTINGS[s] for s in board_sections}
     target_files = {f"{RACOON_DIR}/*": 0o600}
     toolchain = "none"
@@ -58,31 +76,28 @@ class VpnPki(Package):
     }
 
     def pki(self):
-        vpn = vpn_settings(self.board)
-        table = self.board.data.get("pki", {})
+        vpn = vpn_settings(self)
+        table = self.setting("pki")
         subject = table.get("ca_subject", {"CN": f"{vpn.server_name} VPN CA"})
         signature = table.get("signature", "sha256")
-        return vpn, Pki(pki_path(self.board), ca_subject=subject, signature=signature)
+        return vpn, Pki(pki_path(self), ca_subject=subject, signature=signature)
 
     def validate(self):
         self.pki()
 
     def protected_paths(self):
-        return {pki_path(self.board): "the PKI directory (FWBUILD_PKI_DIR / [pki] path)"}
+        return {pki_path(self): "the PKI directory (FWBUILD_PKI_DIR / [pki] path)"}
 
     def runtime_inputs(self):
         vpn, pki = self.pki()
         own = vpn.client_user or vpn.server_name
         files = [pki.ca_cert_path, pki.crl_path, pki.cert_path(own), pki.key_path(own)]
-        # the client profiles' templates: a change there must rewrite every user's profiles
-        # (the stamp covers this recipe file, not the helper modules it imports)
-        import _profiles
-
-        files.append(Path(_profiles.__file__))
-        return [
+        digests = [
             [p.name, hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "missing"]
             for p in files
         ]
+        # the bundles' import passwords: a change remakes that user's bundle and profiles
+        return [*digests, ["passwords", passwords_digest(self, vpn.users)]]
 
     def renew_crl(self, ctx):
         _, pki = self.pki()
@@ -127,12 +142,12 @@ class VpnPki(Package):
         pki.ensure_certificate(
             Identity(server, server, "server", dns_names=(server,), ip_addresses=(str(vpn.wan.ip),))
         )
-        passwords = load_passwords(secrets_path(self.board), vpn.users, create=True)
-        revoked = self.board.data.get("pki", {}).get("revoked", [])
+        passwords = load_passwords(secrets_path(self), vpn.users, create=True)
+        revoked = self.setting("pki").get("revoked", [])
         for user in vpn.users:
-            if (
-                pki.ensure_certificate(Identity(user, user, "client"))
-                or not (pki.root / "certs" / f"{user}.p12").exists()
+            bundle = pki.root / "certs" / f"{user}.p12"
+            if pki.ensure_certificate(Identity(user, user, "client")) or not opens(
+                bundle, passwords[user]
             ):
                 pki.pkcs12(user, passwords[user])
                 steps = XP_IMPORT_STEPS.format(user=user, server=vpn.wan.ip)

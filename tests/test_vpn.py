@@ -148,20 +148,46 @@ def test_certificates_and_hash_links(built: tuple[Path, DoitRun]) -> None:
     )
 
 
-def test_password_edit_rerenders_only_chap_secrets(built: tuple[Path, DoitRun]) -> None:
+def _opens(bundle: Path, password: str) -> bool:
+    """Whether OpenSSL's own pkcs12 command opens the bundle with that password."""
+    run = subprocess.run(
+        ["openssl", "pkcs12", "-in", str(bundle), "-noout", "-passin", "stdin"],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+    )
+    return run.returncode == 0
+
+
+def test_password_edit_rerenders_chap_secrets_and_remakes_that_users_bundle(
+    built: tuple[Path, DoitRun],
+) -> None:
+    """A password is in chap-secrets and is the import password of the user's .p12 (named in
+    the user's profiles): a change must reach both, and nothing else."""
     tmp, _ = built
     env = env_for(tmp, tmp / "board.toml")
     assert run_doit(REPO, "rootfs", env=env).ran == set()
     secrets = tmp / "secrets" / "siso.toml"
     text = secrets.read_text()
+    old = re.search(r'(?m)^alice = "(.*)"$', text)
+    assert old
+    certs = tmp / "pki" / "certs"
+    bob_before = (certs / "bob.p12").read_bytes()
+    assert _opens(certs / "alice.p12", old[1])
+    new = 'has space #and "quote"'
     secrets.write_text(
         re.sub(r'(?m)^alice = ".*"$', 'alice = "has space #and \\\\"quote\\\\""', text)
     )
     run = run_doit(REPO, "rootfs", env=env)
     assert run.returncode == 0, run.output
-    assert run.ran == {"install:vpn-secrets", "rootfs"}
+    assert run.ran == {"install:vpn-secrets", "install:vpn-pki", "rootfs"}
     chap = (tmp / "build/rootfs/etc/sysconfig/ppp/chap-secrets").read_text()
     assert 'alice\tsiso.vonk\t"has space #and \\"quote\\""\t*' in chap
+    assert _opens(certs / "alice.p12", new) and not _opens(certs / "alice.p12", old[1])
+    assert (certs / "alice-linux" / "p12-password").read_text() == new
+    assert (certs / "alice-linux" / "alice.p12").read_bytes() == (certs / "alice.p12").read_bytes()
+    assert (certs / "bob.p12").read_bytes() == bob_before  # only alice's was made again
+    assert run_doit(REPO, "rootfs", env=env).ran == set()
 
 
 def test_ca_survives_dirclean_and_rebuild(built: tuple[Path, DoitRun]) -> None:
