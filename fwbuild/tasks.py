@@ -89,6 +89,20 @@ def rootfs_uptodate(board_file: str) -> bool:
     return check(project_for(board_file))
 
 
+def run_source(board_file: str) -> Any:
+    """Fetch what the build cache let ``fetch:<pkg>`` skip: ``doit source`` is for an offline
+    build later, which may not find the cache (fwbuild.cache)."""
+    from fwbuild.cache import ensure_stages
+
+    project = project_for(board_file)
+    return _guarded(lambda: [ensure_stages(project, n, "fetch") for n in project.packages])
+
+
+def source_uptodate(board_file: str) -> bool:
+    project = project_for(board_file)
+    return all(BY_NAME["fetch"].done(project, n) for n in project.packages)
+
+
 def toolchain_key(project: Project) -> str:
     from fwbuild.stamps import digest_json
 
@@ -193,7 +207,7 @@ def _fixed_signature(*funcs: Callable[..., Any]) -> None:
 
 def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, Callable[[], Any]]:
     """doit task creators for a dodo module (``globals().update(make_tasks(...))``)."""
-    _fixed_signature(stage_uptodate, rootfs_uptodate, toolchain_uptodate)
+    _fixed_signature(stage_uptodate, rootfs_uptodate, toolchain_uptodate, source_uptodate)
     key = project_key(board_file, project_dir)
     project = project_for(key)
     names = list(project.packages)
@@ -231,7 +245,11 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
 
     def task_source() -> dict[str, Any]:
         """download every source and patch into the download directory, for offline builds"""
-        return {"actions": None, "task_dep": [f"fetch:{n}" for n in names]}
+        return {
+            "actions": [(run_source, [key])],
+            "uptodate": [(source_uptodate, [key])],
+            "task_dep": [f"fetch:{n}" for n in names],
+        }
 
     def task_toolchain() -> dict[str, Any]:
         """check the target cross toolchain and build its libc cache once per machine"""

@@ -425,6 +425,17 @@ def test_a_corrupted_entry_is_rebuilt_and_a_dead_server_said_once(
     assert (c / "build" / "hello" / "staging" / "usr" / "bin" / "hello").is_file()
     assert not {"build:libgreet", "configure:libgreet"} & run.ran  # still restored
     assert run.output.count("does not answer") == 1, run.output
+    # libgreet was restored: `doit source` still downloads its sources (for an offline build
+    # later), legal-info makes its tree for the licence, and neither undoes the restore
+    assert not (c / "dl" / "libgreet-1.0.tar.gz").exists()
+    source = run_doit(c, "source", env=env)
+    assert source.returncode == 0 and "source" in source.ran, source.output
+    assert (c / "dl" / "libgreet-1.0.tar.gz").is_file()
+    legal = run_doit(c, "legal-info", env=env)
+    assert legal.returncode == 0, legal.output
+    assert list((c / "output" / "legal-info").rglob("libgreet*/LICENSE")), legal.output
+    after = run_doit(c, "rootfs", env=env)
+    assert after.returncode == 0 and not after.ran - {"rootfs"}, after.output
     # the rebuilt entry replaced the damaged one
     again = cache_of(c, dir=cache_dir).lookup(_key_of(cache_dir, "hello"))
     assert again is not None
