@@ -70,6 +70,7 @@ MODES = ("rw", "ro", "off")
 CACHED_STAGES = ("install",)
 HTTP_TIMEOUT = 10.0  # seconds to connect or to wait for a byte from the server
 _CHUNK = 1 << 20
+_MAX_RECORD = 1 << 16  # bytes of an ac record read at most
 _DOWN_MARKER = ".cache-unreachable"  # in the build directory: the server is given up, this run
 
 
@@ -215,7 +216,7 @@ class DirBackend:
 
 class HttpBackend:
     """A server taking HTTP GET/HEAD/PUT: a WebDAV server (nginx's dav module, Apache's
-    mod_dav) or bazel-remote's HTTP cache (with --disable_http_ac_validation)."""
+    mod_dav); the layout is bazel-remote's HTTP cache's too (untested)."""
 
     remote = True
 
@@ -472,7 +473,11 @@ class Cache:
                 chunks = backend.read(f"ac/{key}")
                 if chunks is None:
                     continue
-                data = b"".join(chunks)
+                data = b""
+                for block in chunks:
+                    data += block
+                    if len(data) > _MAX_RECORD:  # a record is a few hundred bytes
+                        break
             except CacheUnavailable as exc:
                 self.give_up(backend, str(exc))
                 continue
@@ -486,7 +491,7 @@ class Cache:
                     and len(meta["sha256"]) == 64
                     and isinstance(meta.get("size"), int)
                 )
-            except ValueError:
+            except ValueError:  # too long, cut, or not JSON
                 ok = False
             if not ok:
                 say(f"the record for key {key[:12]}… in {backend.where} is damaged: refused")

@@ -137,6 +137,18 @@ def test_a_corrupted_entry_is_refused_by_its_digest(
         cache.fetch_archive(hit, tmp_path / "got")
 
 
+@pytest.mark.parametrize("record", [b'{"format": "fwbuild-1", "ke', b"x" * 200_000, b"[]"])
+def test_a_damaged_record_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], record: bytes
+) -> None:
+    cache = cache_of(tmp_path, dir=tmp_path / "cache")
+    (tmp_path / "s").mkdir()
+    cache.store(KEY, make_tree(tmp_path / "staging"), {}, tmp_path / "s")
+    (tmp_path / "cache" / FORMAT / "ac" / KEY).write_bytes(record)
+    assert cache_of(tmp_path, dir=tmp_path / "cache").lookup(KEY) is None
+    assert "is damaged: refused" in capsys.readouterr().err
+
+
 def test_a_truncated_file_on_the_server_is_refused(tmp_path: Path, dav: DavServer) -> None:
     key = hashlib.sha256(b"truncated").hexdigest()
     cache = cache_of(tmp_path, url=dav.url)
