@@ -40,6 +40,13 @@ def project(
 ) -> Iterator[Path]:
     with FaultServer(mirror_root) as srv:
         proj = make_project(tmp_path_factory.mktemp("rebuild"), dist, srv.url)
+        # hello takes make variables from a helper module, imported only when make_args runs
+        (proj / "recipes" / "_make_vars.py").write_text("def extra():\n    return []\n")
+        edit(
+            _recipe(proj, "hello"),
+            'return ["GATE="]',
+            'from _make_vars import extra\n\n        return ["GATE=", *extra()]',
+        )
         first = run_doit(proj, "rootfs")
         assert first.returncode == 0, first.output
         yield proj
@@ -77,6 +84,11 @@ MATRIX: list[tuple[str, Callable[[Path], None], set[str]]] = [
     (
         "a recipe's build settings",
         lambda p: edit(_recipe(p, "hello"), 'return ["GATE=', 'return ["V=1", "GATE='),
+        tasks("hello", "configure", "build", "install") | {"rootfs"},
+    ),
+    (
+        "a helper module the recipe imports inside a method",
+        lambda p: edit(p / "recipes/_make_vars.py", "return []", 'return ["V=1"]'),
         tasks("hello", "configure", "build", "install") | {"rootfs"},
     ),
     (

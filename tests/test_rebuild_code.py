@@ -11,6 +11,7 @@ edits a real engine base class and doit imports the edited one.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -223,3 +224,17 @@ def test_code_edits_rebuild_exactly_the_packages_running_that_code(tmp_path: Pat
     assert (rootfs / "beta").read_text() == "«beta» uses the helper, v2\n"
     assert (rootfs / "delta").read_text() == "delta (kind v2)\n"
     assert (rootfs / "gamma").read_text() == "gamma\n"
+
+
+def test_readme_rebuild_matrix_names_existing_tests() -> None:
+    """Every row of the README's rebuild matrix names a test that exists."""
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "README.md").read_text()
+    section = text.split("## What a change rebuilds", 1)[1].split("\n## ", 1)[0]
+    rows = [r for r in section.splitlines() if r.startswith("| ") and "---" not in r][1:]
+    assert len(rows) >= 10, "the rebuild matrix is missing or was cut"
+    for row in rows:
+        named = re.findall(r"`(tests/test_\w+\.py)::(test_\w+)`", row)
+        assert named, f"row names no test: {row}"
+        for file, name in named:
+            assert re.search(rf"(?m)^def {name}\(", (repo / file).read_text()), (file, name)
