@@ -630,14 +630,13 @@ def run(project: Project, log: Callable[[str], None] = print) -> Report:
     return report
 
 
-def run_cve_check(board_file: str) -> Any:
-    from fwbuild.tasks import _guarded, project_for
+def run_cve_check(project: Project) -> Any:
+    from fwbuild.actions import guarded
 
-    project = project_for(board_file)
-    return _guarded(lambda: run(project))
+    return guarded(project, lambda: run(project))
 
 
-def cve_tasks(key: str, project: Project) -> dict[str, Callable[[], Any]]:
+def cve_tasks(project: Project) -> dict[str, Callable[[], Any]]:
     """The ``cve-check`` task, for ``fwbuild.tasks.make_tasks``."""
     for pkg in project.packages.values():  # a bad declaration stops `doit list` already
         package_cpes(pkg)
@@ -649,7 +648,7 @@ def cve_tasks(key: str, project: Project) -> dict[str, Callable[[], Any]]:
             # (no "report" in a doc: doit list must not suggest a task of that name)
             "doc": "match the packages' CPEs and versions against a CVE feed ([cve] feed_url); "
             "fail on [cve] fail_on",
-            "actions": [(run_cve_check, [key])],
+            "actions": [(run_cve_check, [project])],
             "uptodate": [False],
             "verbosity": 2,
         }

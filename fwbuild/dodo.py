@@ -28,13 +28,15 @@ def load(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
 
     ``project_dir`` holds recipes/, patches/ and configs/ (default: the board file's grandparent).
     """
-    from fwbuild.tasks import doit_config, make_tasks, project_for, project_key
+    from fwbuild.project import Project
+    from fwbuild.tasks import doit_config, make_tasks
 
     careful_dep_file()
     try:
-        tasks: dict[str, Any] = make_tasks(board_file, project_dir)
-        check_directories(project_for(project_key(board_file, project_dir)).board.paths)
-        tasks["DOIT_CONFIG"] = doit_config(board_file, project_dir)
+        project = Project.load(board_file, project_dir)
+        tasks: dict[str, Any] = make_tasks(project)
+        check_directories(project.board.paths)
+        tasks["DOIT_CONFIG"] = doit_config(project)
     except BuildError as exc:
         print(f"fwbuild: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

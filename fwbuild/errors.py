@@ -6,12 +6,20 @@ to do about it. doit prints it as the task's failure, so keep it self-contained.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class BuildError(Exception):
-    """A failure with a message meant for the person running the build."""
+    """A failure with a message meant for the person running the build.
 
-    def __init__(self, message: str, *, package: str | None = None) -> None:
+    ``log`` is the log file that tells more (a failed command's), carried as data: the build
+    report names it without reading it out of the message."""
+
+    def __init__(
+        self, message: str, *, package: str | None = None, log: Path | None = None
+    ) -> None:
         self.package = package
+        self.log = log
         text = " ".join(message.split()) if "\n" not in message.strip() else message.strip()
         if package and not text.startswith(f"{package}:"):
             text = f"{package}: {text}"
@@ -39,4 +47,5 @@ class ConfigError(BuildError):
 
 
 class StepError(BuildError):
-    """A configure/build/install command failed; the message carries the log tail and path."""
+    """A configure/build/install command failed; the message shows the log's tail, ``log`` is
+    the log's path."""

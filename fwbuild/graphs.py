@@ -367,9 +367,7 @@ def draw_timeline(bars: list[Bar], report: dict[str, Any]) -> tuple[bytes, bytes
 
 
 def draw_build(project: Project) -> list[Path]:
-    from fwbuild.report import report_path
-
-    report = read_report(report_path(project))
+    report = read_report(project.report_path)
     bars = timeline(report)
     table_csv, table_txt = timeline_table(bars)
     png, svg = draw_timeline(bars, report)
@@ -537,27 +535,27 @@ def draw_sizes(project: Project) -> list[Path]:
 
 
 # --- doit ------------------------------------------------------------------------------------
-def run_depends(key: str, package: str | None) -> Any:
-    from fwbuild.tasks import _guarded, project_for
+def run_depends(project: Project, package: str | None) -> Any:
+    from fwbuild.actions import guarded
 
     stages = os.environ.get(STAGES_ENV, "0") not in {"", "0"}
     task = "graph-depends" + (f":{package}" if package else "")
-    return _guarded(lambda: _say(task, draw_depends(project_for(key), package, stages)))
+    return guarded(project, lambda: _say(task, draw_depends(project, package, stages)))
 
 
-def run_build(key: str) -> Any:
-    from fwbuild.tasks import _guarded, project_for
+def run_build(project: Project) -> Any:
+    from fwbuild.actions import guarded
 
-    return _guarded(lambda: _say("graph-build", draw_build(project_for(key))))
-
-
-def run_size(key: str) -> Any:
-    from fwbuild.tasks import _guarded, project_for
-
-    return _guarded(lambda: _say("graph-size", draw_sizes(project_for(key))))
+    return guarded(project, lambda: _say("graph-build", draw_build(project)))
 
 
-def graph_tasks(key: str, project: Project) -> dict[str, Callable[[], Any]]:
+def run_size(project: Project) -> Any:
+    from fwbuild.actions import guarded
+
+    return guarded(project, lambda: _say("graph-size", draw_sizes(project)))
+
+
+def graph_tasks(project: Project) -> dict[str, Callable[[], Any]]:
     """The three picture tasks, for ``fwbuild.tasks.make_tasks``. Checks the board's size
     budget now, so a bad value stops the build before anything runs."""
     read_budget(project)
@@ -566,7 +564,7 @@ def graph_tasks(key: str, project: Project) -> dict[str, Callable[[], Any]]:
     def task_graph_depends_all() -> dict[str, Any]:
         return {
             "basename": "_graph-depends",  # hidden: `doit graph-depends` runs it
-            "actions": [(run_depends, [key, None])],
+            "actions": [(run_depends, [project, None])],
             "uptodate": [False],
             "verbosity": 2,
         }
@@ -584,7 +582,7 @@ def graph_tasks(key: str, project: Project) -> dict[str, Callable[[], Any]]:
                 "basename": "graph-depends",
                 "name": name,
                 "doc": f"draw what {name} depends on and what depends on it",
-                "actions": [(run_depends, [key, name])],
+                "actions": [(run_depends, [project, name])],
                 "uptodate": [False],
                 "verbosity": 2,
             }
@@ -593,7 +591,7 @@ def graph_tasks(key: str, project: Project) -> dict[str, Callable[[], Any]]:
         return {
             "basename": "graph-build",
             "doc": "draw the last build's timeline (PNG, SVG, CSV): a bar per stage, doit -n lanes",
-            "actions": [(run_build, [key])],
+            "actions": [(run_build, [project])],
             "uptodate": [False],
             "verbosity": 2,
         }
@@ -603,7 +601,7 @@ def graph_tasks(key: str, project: Project) -> dict[str, Callable[[], Any]]:
             "basename": "graph-size",
             "doc": "draw the rootfs and image sizes per package (PNG, SVG, CSV); "
             f"{COMPARE_ENV}=<old output> compares",
-            "actions": [(run_size, [key])],
+            "actions": [(run_size, [project])],
             "uptodate": [False],
             "verbosity": 2,
         }

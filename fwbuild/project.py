@@ -534,6 +534,20 @@ class Project:
         }
 
     @property
+    def toolchain_key(self) -> str:
+        """What the ``toolchain`` task checked: the identity of every toolchain in use."""
+        return digest_json({n: t.identity() for n, t in sorted(self.used_toolchains().items())})
+
+    @property
+    def toolchain_stamp(self) -> Path:
+        return self.board.paths.build / "stamps" / "toolchain.json"
+
+    @property
+    def report_path(self) -> Path:
+        """The last build's report (``fwbuild.report``), which ``doit graph-build`` draws."""
+        return self.board.paths.build / "report.json"
+
+    @property
     def rootfs_key(self) -> str:
         return digest_json(self.rootfs_inputs)
 

@@ -20,8 +20,7 @@ import datetime
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from doit.reporter import ConsoleReporter
 
@@ -30,7 +29,6 @@ from fwbuild.project import Project
 from fwbuild.stages import BY_NAME, STAGES
 from fwbuild.stamps import digest_json, read_stamp
 
-REPORT_NAME = "report.json"
 FROM_CACHE = "from cache"  # a stage whose output the build cache restored (fwbuild.cache)
 NO_STAMP = "no stamp (new, cleaned, or its last run did not finish)"
 _WHY_WIDTH = 60
@@ -67,10 +65,6 @@ def _sources(project: Project) -> list[dict[str, str]] | str:
         return sources_used(project)
     except Exception as exc:  # the report never fails a build
         return f"unknown ({type(exc).__name__}: {exc})"
-
-
-def report_path(project: Project) -> Path:
-    return project.board.paths.build / REPORT_NAME
 
 
 def _short(value: Any) -> str:
@@ -126,15 +120,13 @@ def diff_inputs(package: str | None, old: dict[str, Any], new: dict[str, Any]) -
 
 def explain(project: Project, task: str, old: dict[str, Any] | None) -> list[str]:
     """Why a task runs: ``old`` is its stamp as it was when the build started."""
-    from fwbuild.tasks import toolchain_key
-
     stage, _, name = task.partition(":")
     if stage in STAGES and name in project.packages:
         new, key = project.stage_inputs(name, stage), project.key(name, stage)
     elif task == "rootfs":
         new, key = project.rootfs_inputs, project.rootfs_key
     elif task == "toolchain":
-        new, key = None, toolchain_key(project)
+        new, key = None, project.toolchain_key
     else:
         return ["always runs"]
     if old is None:
@@ -153,11 +145,9 @@ def snapshot(project: Project) -> dict[str, dict[str, Any] | None]:
     """The stamps a stage may delete before any task starts: the rootfs stamp (every stage
     removes it) and the toolchain's. A package's own stamps are read when its first task
     starts (``package_stamps``): a no-op reads none of them a second time."""
-    from fwbuild.tasks import toolchain_stamp
-
     return {
         "rootfs": read_stamp(project.rootfs_stamp),
-        "toolchain": read_stamp(toolchain_stamp(project)),
+        "toolchain": read_stamp(project.toolchain_stamp),
     }
 
 
@@ -171,31 +161,24 @@ def _iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _log_of(message: str) -> str | None:
-    marker = "--- full log: "
-    for line in reversed(message.splitlines()):
-        if line.startswith(marker):
-            return line[len(marker) :].strip()
-    return None
-
-
 class BuildReporter(ConsoleReporter):
     """doit's console reporter, then the build report (``DOIT_CONFIG["reporter"]``)."""
 
     desc = "console output, then what ran, how long and why (build/report.json)"
-    # set by fwbuild.tasks.doit_config: which project the tasks belong to
-    project_key: ClassVar[str | None] = None
 
-    def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+    def __init__(
+        self, outstream: Any, options: dict[str, Any], project: Project | None = None
+    ) -> None:
         super().__init__(outstream, options)
-        _lock_build(self.project_key)
+        if project is not None:
+            _lock_build(project)
         self.t0 = time.monotonic()
         self.wall0 = time.time()
         self.records: dict[str, TaskRecord] = {}
         self.uptodate: list[str] = []  # cache hits, by name: thousands on a large no-op
         self.old: dict[str, dict[str, Any] | None] = {}
         self.snapped: set[str] = set()  # packages whose stamps are in self.old
-        self.project: Project | None = None
+        self.project = project
         self.problem: str | None = None
 
     # --- doit's calls --------------------------------------------------------------------------
@@ -215,7 +198,9 @@ class BuildReporter(ConsoleReporter):
 
     def add_failure(self, task: Any, fail: Any) -> None:
         super().add_failure(task, fail)
-        self._guard(lambda: self._end(task, "failed", str(getattr(fail, "message", fail))))
+        message = str(getattr(fail, "message", fail))
+        log = getattr(fail, "log", None)  # set by fwbuild.actions.guarded: the failure's log
+        self._guard(lambda: self._end(task, "failed", message, log))
 
     def skip_uptodate(self, task: Any) -> None:
         super().skip_uptodate(task)
@@ -241,10 +226,7 @@ class BuildReporter(ConsoleReporter):
             self.problem = self.problem or f"{type(exc).__name__}: {exc}"
 
     def _load(self) -> None:
-        from fwbuild.tasks import project_for
-
-        if self.project_key:
-            self.project = project_for(self.project_key)
+        if self.project is not None:
             self.old = snapshot(self.project)
 
     def _record(self, name: str) -> TaskRecord:
@@ -271,7 +253,9 @@ class BuildReporter(ConsoleReporter):
             except Exception as exc:  # e.g. a board file that broke during the build
                 record.why = [f"unknown ({type(exc).__name__})"]
 
-    def _end(self, task: Any, result: str, message: str | None = None) -> None:
+    def _end(
+        self, task: Any, result: str, message: str | None = None, log: str | None = None
+    ) -> None:
         record = self._record(task.name)
         record.result = result
         if result == "ran" and self.project is not None and record.stage in CACHED_STAGES:
@@ -284,7 +268,7 @@ class BuildReporter(ConsoleReporter):
         if message is not None:
             lines = message.strip().splitlines()
             record.error = lines[0] if lines else ""
-            record.log = _log_of(message)
+            record.log = log
             project = self.project
             if record.log is None and project and record.package in project.packages:
                 stage = BY_NAME.get(record.stage)
@@ -309,7 +293,7 @@ class BuildReporter(ConsoleReporter):
         total = round(time.monotonic() - self.t0, 3)
         where = ""
         if self.project is not None and _only_pictures(records):
-            where = f" (drawing is not a build: {report_path(self.project)} is kept)"
+            where = f" (drawing is not a build: {self.project.report_path} is kept)"
         elif (
             self.project is not None
             and not (counts["ran"] or counts["failed"] or restored)
@@ -317,9 +301,9 @@ class BuildReporter(ConsoleReporter):
         ):
             # A no-op keeps the last build's report (what graph-build draws): rewriting every
             # task's record cost a no-op more than all its stamps at a thousand packages.
-            where = f" (nothing ran: {report_path(self.project)} is kept)"
+            where = f" (nothing ran: {self.project.report_path} is kept)"
         elif self.project is not None:
-            path = report_path(self.project)
+            path = self.project.report_path
             data = {
                 "board": self.project.board.name,
                 "started": _iso(self.wall0),
@@ -378,26 +362,28 @@ def _only_pictures(records: list[TaskRecord]) -> bool:
     return bool(worked) and all(t in PICTURE_TASKS for t in worked)
 
 
-def _lock_build(project_key: str | None) -> None:
+def _lock_build(project: Project) -> None:
     """One build per build directory (fwbuild.lock): doit makes the reporter in its main process
     only for commands that run tasks, before the first task, so this is where the lock is taken;
     ``doit list`` and ``doit info`` never wait behind a running build."""
-    if not project_key:
-        return
     import sys
 
     from fwbuild.errors import BuildError
     from fwbuild.lock import lock_build_dir
-    from fwbuild.tasks import project_for
 
     try:
-        lock_build_dir(project_for(project_key).board.paths.build)
+        lock_build_dir(project.board.paths.build)
     except BuildError as exc:
         print(f"fwbuild: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
-def build_reporter(project_key: str) -> type[BuildReporter]:
-    """The reporter class for ``DOIT_CONFIG`` (a class: doit makes one per run)."""
-    BuildReporter.project_key = project_key
-    return BuildReporter
+def build_reporter(project: Project) -> type[BuildReporter]:
+    """The reporter class for ``DOIT_CONFIG`` (a class: doit makes one per run), bound to the
+    project whose tasks it reports; nothing global is set."""
+
+    class ProjectReporter(BuildReporter):
+        def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+            super().__init__(outstream, options, project)
+
+    return ProjectReporter

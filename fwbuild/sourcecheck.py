@@ -195,11 +195,9 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def run_source_check(board_file: str) -> Any:
+def run_source_check(project: Project) -> Any:
+    from fwbuild.actions import guarded
     from fwbuild.errors import BuildError
-    from fwbuild.tasks import _guarded, project_for
-
-    project = project_for(board_file)
 
     def go() -> None:
         rows, problems = check(project)
@@ -212,17 +210,17 @@ def run_source_check(board_file: str) -> Any:
         if problems:
             raise BuildError("\n".join(problems))
 
-    return _guarded(go)
+    return guarded(project, go)
 
 
-def source_check_tasks(key: str) -> dict[str, Any]:
+def source_check_tasks(project: Project) -> dict[str, Any]:
     """The task creator for tasks.make_tasks."""
 
     def task_source_check() -> dict[str, Any]:
         """ask every mirror of every source without downloading; fail if one has none left"""
         return {
             "basename": "source-check",
-            "actions": [(run_source_check, [key])],
+            "actions": [(run_source_check, [project])],
             "uptodate": [False],
             "verbosity": 2,
         }

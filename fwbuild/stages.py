@@ -435,6 +435,7 @@ def do_install(project: Project, pkg: Package) -> None:
                 f"install did not produce {', '.join(missing)} (declared in target_files of "
                 f"{pkg.recipe_file}); see {project.log_path(name, 'install')}",
                 package=name,
+                log=project.log_path(name, "install"),
             )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -125,6 +125,7 @@ class Context:
                 f"--- last lines of {self.log_path} ---\n{log_tail(self.log_path)}\n"
                 f"--- full log: {self.log_path}{full}",
                 package=self.package.name,
+                log=self.log_path,
             )
 
     def make(self, *args: str, jobs: int | None = None, cwd: Path | None = None) -> None:

@@ -16,107 +16,53 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
+from fwbuild.actions import guarded
 from fwbuild.cache import covers
-from fwbuild.errors import BuildError
 from fwbuild.project import Project
 from fwbuild.stages import BY_NAME, STAGES, TABLE, Stage
 from fwbuild.stamps import stamp_matches, write_stamp
 
-_PROJECTS: dict[str, Project] = {}
+
+def run_stage(project: Project, name: str, stage: str) -> Any:
+    return guarded(project, lambda: BY_NAME[stage].run(project, name))
 
 
-def project_key(board_file: Path, project_dir: Path | None) -> str:
-    """What identifies a loaded project in task arguments (plain strings pickle everywhere)."""
-    return f"{board_file.resolve()}::{project_dir.resolve() if project_dir else ''}"
-
-
-def project_for(key: str) -> Project:
-    if key not in _PROJECTS:
-        board, _, project = key.partition("::")
-        _PROJECTS[key] = Project.load(Path(board), Path(project) if project else None)
-    return _PROJECTS[key]
-
-
-def _guarded(func: Callable[[], Any]) -> Any:
-    """Run an action; a BuildError becomes doit's TaskFailed with just our message."""
-    from doit.exceptions import TaskFailed
-
-    try:
-        func()
-    except BuildError as exc:
-        return TaskFailed(str(exc))
-    except KeyboardInterrupt:
-        raise
-    except OSError as exc:
-        # A disk that fills up or turns read-only under any stage: named, not a traceback.
-        from fwbuild.steps import storage_error
-
-        trees = [p.board.paths for p in _PROJECTS.values()]
-        where = [d for t in trees for d in (t.build, t.rootfs, t.output)]
-        error = storage_error(exc, writing=False, candidates=where)
-        if error is None:
-            raise
-        return TaskFailed(str(error))
-    return None
-
-
-def run_stage(board_file: str, name: str, stage: str) -> Any:
-    project = project_for(board_file)
-    return _guarded(lambda: BY_NAME[stage].run(project, name))
-
-
-def stage_uptodate(board_file: str, name: str, stage: str) -> bool:
-    project = project_for(board_file)
+def stage_uptodate(project: Project, name: str, stage: str) -> bool:
     # fetch … build are not needed when the package's install comes from the build cache
     return BY_NAME[stage].done(project, name) or covers(project, name, stage)
 
 
-def run_rootfs(board_file: str) -> Any:
+def run_rootfs(project: Project) -> Any:
     from fwbuild.rootfs import assemble
 
-    project = project_for(board_file)
-    return _guarded(
-        lambda: print(f"rootfs: {len(assemble(project))} entries in {project.board.paths.rootfs}")
+    return guarded(
+        project,
+        lambda: print(f"rootfs: {len(assemble(project))} entries in {project.board.paths.rootfs}"),
     )
 
 
-def rootfs_uptodate(board_file: str) -> bool:
+def rootfs_uptodate(project: Project) -> bool:
     from fwbuild.rootfs import rootfs_uptodate as check
 
-    return check(project_for(board_file))
+    return check(project)
 
 
-def run_source(board_file: str) -> Any:
+def run_source(project: Project) -> Any:
     """Fetch what the build cache let ``fetch:<pkg>`` skip: ``doit source`` is for an offline
     build later, which may not find the cache (fwbuild.cache)."""
     from fwbuild.cache import ensure_stages
 
-    project = project_for(board_file)
-    return _guarded(lambda: [ensure_stages(project, n, "fetch") for n in project.packages])
+    return guarded(project, lambda: [ensure_stages(project, n, "fetch") for n in project.packages])
 
 
-def source_uptodate(board_file: str) -> bool:
-    project = project_for(board_file)
+def source_uptodate(project: Project) -> bool:
     return all(BY_NAME["fetch"].done(project, n) for n in project.packages)
 
 
-def toolchain_key(project: Project) -> str:
-    from fwbuild.stamps import digest_json
-
-    return digest_json({n: t.identity() for n, t in sorted(project.used_toolchains().items())})
-
-
-def toolchain_stamp(project: Project) -> Path:
-    return project.board.paths.build / "stamps" / "toolchain.json"
-
-
-def run_toolchain(board_file: str) -> Any:
+def run_toolchain(project: Project) -> Any:
     from fwbuild.errors import ConfigError
-
-    project = project_for(board_file)
 
     def check() -> None:
         problems = [
@@ -128,23 +74,21 @@ def run_toolchain(board_file: str) -> Any:
             raise ConfigError("toolchains are not usable: " + "; ".join(problems))
         for toolchain in project.used_toolchains().values():
             print(toolchain.warm_up())
-        write_stamp(toolchain_stamp(project), toolchain_key(project))
+        write_stamp(project.toolchain_stamp, project.toolchain_key)
 
-    return _guarded(check)
+    return guarded(project, check)
 
 
-def toolchain_uptodate(board_file: str) -> bool:
-    project = project_for(board_file)
-    return stamp_matches(toolchain_stamp(project), toolchain_key(project)) and (
+def toolchain_uptodate(project: Project) -> bool:
+    return stamp_matches(project.toolchain_stamp, project.toolchain_key) and (
         "target" not in project.used_toolchains() or project.toolchain.tool("cc").exists()
     )
 
 
-def run_pin(board_file: str, name: str) -> Any:
+def run_pin(project: Project, name: str) -> Any:
     from fwbuild.fetch import RemoteFile, download_for_pin
     from fwbuild.stages import fetch_settings
 
-    project = project_for(board_file)
     pkg = project.packages[name]
 
     def pin() -> None:
@@ -165,34 +109,32 @@ def run_pin(board_file: str, name: str) -> Any:
                 f"{project.pins.path}; review and commit it"
             )
 
-    return _guarded(pin)
+    return guarded(project, pin)
 
 
-def run_extra(board_file: str, name: str, task: str) -> Any:
+def run_extra(project: Project, name: str, task: str) -> Any:
     from fwbuild.stages import do_extra
 
-    project = project_for(board_file)
-    return _guarded(lambda: do_extra(project, name, task))
+    return guarded(project, lambda: do_extra(project, name, task))
 
 
-def run_dirclean(board_file: str, name: str) -> Any:
+def run_dirclean(project: Project, name: str) -> Any:
     from fwbuild.trees import guard_for, remove_tree
-
-    project = project_for(board_file)
 
     def clean() -> None:
         setting = f"the work directory of {name} (under FWBUILD_BUILD_DIR)"
         remove_tree(project.workdir(name), setting=setting, guard=guard_for(project))
         project.rootfs_stamp.unlink(missing_ok=True)
 
-    return _guarded(clean)
+    return guarded(project, clean)
 
 
-def run_legal_info(board_file: str) -> Any:
+def run_legal_info(project: Project) -> Any:
     from fwbuild.legal import write_legal_info
 
-    project = project_for(board_file)
-    return _guarded(lambda: print(f"legal-info: licence bundle in {write_legal_info(project)}"))
+    return guarded(
+        project, lambda: print(f"legal-info: licence bundle in {write_legal_info(project)}")
+    )
 
 
 def _fixed_signature(*funcs: Callable[..., Any]) -> None:
@@ -205,11 +147,12 @@ def _fixed_signature(*funcs: Callable[..., Any]) -> None:
         func.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]
 
 
-def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, Callable[[], Any]]:
-    """doit task creators for a dodo module (``globals().update(make_tasks(...))``)."""
+def make_tasks(project: Project) -> dict[str, Callable[[], Any]]:
+    """doit task creators for a dodo module (``globals().update(make_tasks(...))``).
+
+    The actions get the project itself (doit's worker processes are forked with the tasks, so
+    nothing is pickled), not a name to look it up by."""
     _fixed_signature(stage_uptodate, rootfs_uptodate, toolchain_uptodate, source_uptodate)
-    key = project_key(board_file, project_dir)
-    project = project_for(key)
     names = list(project.packages)
     tasks: dict[str, Callable[[], Any]] = {}
 
@@ -221,10 +164,10 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
                     "basename": stage.name,
                     "name": name,
                     "doc": f"{stage.doc}: {name}",
-                    "actions": [(run_stage, [key, name, stage.name])],
-                    "uptodate": [(stage_uptodate, [key, name, stage.name])],
+                    "actions": [(run_stage, [project, name, stage.name])],
+                    "uptodate": [(stage_uptodate, [project, name, stage.name])],
                     "task_dep": stage.task_deps(project, name),
-                    "clean": [(_unstamp, [key, name, stage.name])],
+                    "clean": [(_unstamp, [project, name, stage.name])],
                     "verbosity": stage.verbosity,
                 }
 
@@ -237,8 +180,8 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
     def task_rootfs() -> dict[str, Any]:
         """build every package and merge them with the board's files into $ROOTFS_DIR"""
         return {
-            "actions": [(run_rootfs, [key])],
-            "uptodate": [(rootfs_uptodate, [key])],
+            "actions": [(run_rootfs, [project])],
+            "uptodate": [(rootfs_uptodate, [project])],
             "task_dep": [f"install:{n}" for n in names],
             "verbosity": 2,
         }
@@ -246,16 +189,16 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
     def task_source() -> dict[str, Any]:
         """download every source and patch into the download directory, for offline builds"""
         return {
-            "actions": [(run_source, [key])],
-            "uptodate": [(source_uptodate, [key])],
+            "actions": [(run_source, [project])],
+            "uptodate": [(source_uptodate, [project])],
             "task_dep": [f"fetch:{n}" for n in names],
         }
 
     def task_toolchain() -> dict[str, Any]:
         """check the target cross toolchain and build its libc cache once per machine"""
         return {
-            "actions": [(run_toolchain, [key])],
-            "uptodate": [(toolchain_uptodate, [key])],
+            "actions": [(run_toolchain, [project])],
+            "uptodate": [(toolchain_uptodate, [project])],
             "verbosity": 2,
         }
 
@@ -271,7 +214,7 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
                 yield {
                     "basename": "pin",
                     "name": name,
-                    "actions": [(run_pin, [key, name])],
+                    "actions": [(run_pin, [project, name])],
                     "uptodate": [False],
                     "verbosity": 2,
                 }
@@ -287,7 +230,7 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
                 "basename": "dirclean",
                 "name": name,
                 "doc": f"remove the work tree and stamps of {name}",
-                "actions": [(run_dirclean, [key, name])],
+                "actions": [(run_dirclean, [project, name])],
                 "uptodate": [False],
             }
 
@@ -304,7 +247,7 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
                     "basename": task,
                     "name": name,
                     "doc": doc,
-                    "actions": [(run_extra, [key, name, task])],
+                    "actions": [(run_extra, [project, name, task])],
                     "task_dep": [f"configure:{name}"],
                     "uptodate": [False],
                     "verbosity": 2,
@@ -332,7 +275,7 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
         """write $OUTPUT/legal-info: every package's licence files, patches and manifest.csv"""
         return {
             "basename": "legal-info",
-            "actions": [(run_legal_info, [key])],
+            "actions": [(run_legal_info, [project])],
             "task_dep": [f"patch:{n}" for n in names],
             "uptodate": [False],  # cheap, and the rootfs stage replaces the output directory
             "verbosity": 2,
@@ -348,13 +291,13 @@ def make_tasks(board_file: Path, project_dir: Path | None = None) -> dict[str, C
     )
     from fwbuild.graphs import graph_tasks  # graph-depends, graph-build, graph-size
 
-    tasks.update(graph_tasks(key, project))
+    tasks.update(graph_tasks(project))
     from fwbuild.cve import cve_tasks  # cve-check
 
-    tasks.update(cve_tasks(key, project))
+    tasks.update(cve_tasks(project))
     from fwbuild.sourcecheck import source_check_tasks  # source-check
 
-    tasks.update(source_check_tasks(key))
+    tasks.update(source_check_tasks(project))
     return {name.removeprefix("task_"): TaskCreator(make) for name, make in tasks.items()}
 
 
@@ -375,16 +318,14 @@ class TaskCreator:
         return created
 
 
-def _unstamp(board_file: str, name: str, stage: str) -> None:
-    project = project_for(board_file)
+def _unstamp(project: Project, name: str, stage: str) -> None:
     project.stamp_path(name, stage).unlink(missing_ok=True)
 
 
-def doit_config(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
+def doit_config(project: Project) -> dict[str, Any]:
     from fwbuild.report import build_reporter
     from fwbuild.trees import check_project
 
-    project = project_for(project_key(board_file, project_dir))
     build = project.board.paths.build
     # Creates or adopts the build directory (its marker makes the work trees the build's) and
     # refuses, by name, output directories the build may never replace (fwbuild.trees).
@@ -393,6 +334,6 @@ def doit_config(board_file: Path, project_dir: Path | None = None) -> dict[str, 
         "default_tasks": ["rootfs"],
         "dep_file": str(build / ".doit.db"),
         "backend": "json",
-        "reporter": build_reporter(project_key(board_file, project_dir)),  # fwbuild.report
+        "reporter": build_reporter(project),  # fwbuild.report
         "verbosity": 1,
     }

@@ -32,7 +32,7 @@ def test_chain_of_5000_loads_and_keys_without_recursion(tmp_path: Path) -> None:
     from fwbuild.tasks import make_tasks
 
     made = 0
-    for creator in make_tasks(root / "configs" / "board.toml").values():
+    for creator in make_tasks(Project.load(root / "configs" / "board.toml")).values():
         created = creator.create_doit_tasks()
         made += 1 if isinstance(created, dict) else sum(1 for _ in created)
     assert made > 5 * 5000
