@@ -8,8 +8,6 @@ the table's numbers and gzip gets no name or time: the same inputs give byte-ide
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
 import shutil
 import stat
@@ -17,12 +15,13 @@ import struct
 import subprocess
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from fwbuild.errors import BuildError
-from fwbuild.rootfs import Entry
+from fwbuild.fsutil import atomic_file, atomic_write, file_digest
+from fwbuild.manifest import Entry
 from fwbuild.trees import TreeConflict, read_file
 
 _TYPE_BITS = {"f": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK,
@@ -75,7 +74,7 @@ def write_cpio(entries: Iterable[Entry], rootfs: Path, out: Path, mtime: int) ->
 
     Streamed through deflate to the file, one entry at a time: the image is never held in memory
     (a 48 MB rootfs took 176 MB of RSS when it was built in a buffer and compressed at once)."""
-    with _atomic(out) as raw:
+    with atomic_file(out) as raw:
         buf = _GzipStream(raw)
 
         def pad() -> None:
@@ -102,7 +101,10 @@ def write_cpio(entries: Iterable[Entry], rootfs: Path, out: Path, mtime: int) ->
 
 def write_tar(entries: Iterable[Entry], rootfs: Path, out: Path, mtime: int) -> None:
     """A GNU tar of the manifest, written to the file entry by entry (never whole in memory)."""
-    with _atomic(out) as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    with (
+        atomic_file(out) as raw,
+        tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
         for entry in _parents_first(entries):
             info = tarfile.TarInfo("./" + entry.path.lstrip("/"))
             info.mode, info.uid, info.gid, info.mtime = entry.mode, entry.uid, entry.gid, mtime
@@ -143,30 +145,6 @@ def write_ext2(entries: list[Entry], tar: Path, out: Path) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[BinaryIO]:
-    """A file written beside ``path`` and renamed over it once complete; removed on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            yield fh
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def write_sha256sums(directory: Path, names: Iterable[str]) -> None:
-    def digest(path: Path) -> str:
-        with open(path, "rb") as fh:  # in blocks: an image is not read whole into memory
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-
-    lines = [f"{digest(directory / n)}  {n}" for n in sorted(names)]
-    _write_atomic(directory / "sha256sums", ("\n".join(lines) + "\n").encode())
+    lines = [f"{file_digest(directory / n)}  {n}" for n in sorted(names)]
+    atomic_write(directory / "sha256sums", "\n".join(lines) + "\n")

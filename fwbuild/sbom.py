@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from fwbuild.fsutil import source_date_epoch
 from fwbuild.project import Project, digest_json
 from fwbuild.recipe import Package, Source
-from fwbuild.rootfs import source_date_epoch
 from fwbuild.trees import MARKER
 
 FILE_NAME = "sbom.spdx.json"

@@ -30,7 +30,7 @@ import string
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -578,16 +578,17 @@ def json_schema(sections: Mapping[str, type[BaseModel]]) -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the JSON Schema of a board file (its engine and recipe sections) on stdout."""
-    from fwbuild.project import Project
+def main(load: Callable[[Path], Any], argv: list[str] | None = None) -> int:
+    """Print the JSON Schema of a board file (its engine and recipe sections) on stdout.
 
+    ``load`` loads a project from a board file (``Project.load``): given by the caller, as the
+    project sits above this module (it validates boards with it)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python3 -m fwbuild.schema BOARD.toml > board.schema.json", file=sys.stderr)
         return 2
     try:
-        project = Project.load(Path(args[0]))
+        project = load(Path(args[0]))
         text = json.dumps(json_schema(project.section_models()), indent=2, ensure_ascii=False)
     except ConfigError as exc:
         print(f"fwbuild: {exc}", file=sys.stderr)
@@ -596,5 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the program itself, above every module: not part of the graph
+    from fwbuild.project import Project
+
+    raise SystemExit(main(Project.load))

@@ -17,7 +17,7 @@ from support.httpserver import FaultServer
 
 from fwbuild.config import load_board
 from fwbuild.errors import ConfigError, UnpackError
-from fwbuild.rootfs import parse_permissions
+from fwbuild.manifest import parse_permissions
 from fwbuild.unpack import extract_tarball
 
 
