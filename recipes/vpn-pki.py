@@ -16,10 +16,10 @@ import hashlib
 import sys
 from pathlib import Path
 
+from _pki import Identity, Pki, hash_links
 from _vpn import SETTINGS, load_passwords, passwords_digest, pki_path, secrets_path, vpn_settings
 
 from fwbuild.errors import ConfigError
-from fwbuild.pki import Identity, Pki, hash_links
 from fwbuild.recipe import Package
 
 RACOON_DIR = "etc/sysconfig/racoon"

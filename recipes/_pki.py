@@ -1,5 +1,8 @@
 """A small X.509 PKI with ``cryptography``: a CA, certificates, a CRL, OpenSSL hash links, PKCS#12.
 
+Board knowledge (the VPN's certificates, Windows XP's IPsec quirks), so it lives beside the VPN
+recipes that use it (``vpn-pki``), not in the generic engine.
+
 The PKI directory lives outside the build tree (it is not a build product): the CA is created once
 and then only ever read. Regenerating it would lock out every deployed client, so no build or
 clean task deletes or replaces it. Layout::
@@ -21,7 +24,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -534,7 +537,3 @@ class Pki:
         path = self.root / "certs" / f"{name}.p12"
         _write_private(path, data)
         return path
-
-    def fingerprint(self, paths: Iterable[Path]) -> list[list[str]]:
-        """Digests of the given PKI files, for stamps (what the image carries)."""
-        return [[p.name, hashlib.sha256(p.read_bytes()).hexdigest()] for p in paths if p.exists()]
