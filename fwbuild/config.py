@@ -31,6 +31,7 @@ digest in the build directory, so a no-op build does not pay for importing pydan
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from fwbuild.errors import ConfigError
+from fwbuild.fsutil import atomic_write
 
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off", ""}
@@ -141,12 +143,8 @@ class Board:
         cache = self._check_cache
         if not cache.parent.is_dir():
             return
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(sorted(keys)))
-            tmp.replace(cache)
-        except OSError:
-            tmp.unlink(missing_ok=True)  # only a cache: validating again next time is fine
+        with contextlib.suppress(OSError):  # only a cache: validating again next time is fine
+            atomic_write(cache, json.dumps(sorted(keys)))
 
     def variant(self, name: str) -> bool:
         if name not in self.variants:

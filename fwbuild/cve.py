@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fwbuild.errors import BuildError, ConfigError
+from fwbuild.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from fwbuild.project import Project
@@ -581,11 +582,8 @@ def publish(project: Project, files: Mapping[str, str]) -> list[Path]:
         targets.append(project.board.paths.output)
     written = []
     for directory in targets:
-        directory.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
-            tmp = directory / f".{name}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, directory / name)
+            atomic_write(directory / name, text)
             written.append(directory / name)
     return written
 

@@ -10,13 +10,13 @@ disk filling up mid-build neither ends in a traceback nor leaves that record unr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fwbuild.errors import BuildError, ConfigError
+from fwbuild.fsutil import atomic_write
 from fwbuild.steps import LOW_SPACE, free_bytes, storage_error
 
 if TYPE_CHECKING:
@@ -107,14 +107,9 @@ def careful_dep_file() -> None:
         return
 
     def dump(self: JsonDB) -> None:
-        tmp = f"{self.name}.tmp"
         try:
-            with open(tmp, "w") as fh:
-                fh.write(self.codec.encode(self._db))
-            os.replace(tmp, self.name)
+            atomic_write(Path(self.name), self.codec.encode(self._db))
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             error = storage_error(exc, Path(self.name))
             if error is None:
                 raise

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -27,19 +28,39 @@ def file_digest(path: Path, algo: str = "sha256") -> str:
         return hashlib.file_digest(fh, algo).hexdigest()
 
 
+def file_digests(path: Path, *algos: str) -> dict[str, str]:
+    """Several hex digests of one file, ``{algo: hex}``, in one read."""
+    hashers = {algo: hashlib.new(algo) for algo in algos}
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            for h in hashers.values():
+                h.update(block)
+    return {algo: h.hexdigest() for algo, h in hashers.items()}
+
+
+def _umask() -> int:
+    old = os.umask(0o022)  # reading the umask means setting it: done once, at import
+    os.umask(old)
+    return old
+
+
+_UMASK = _umask()
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path, mode: int | None = None) -> Iterator[BinaryIO]:
     """A binary file written beside ``path`` and renamed over it once complete.
 
-    ``mode``: the file's permissions (default: a new file's, from the umask). The temporary
-    name is unique to the process, so two writers never write into one temporary file."""
+    The temporary file has a new unique name (made with O_EXCL: never an existing file or a link
+    someone put there) and is private until ``mode`` is set (default: a new file's mode under the
+    umask), so a file meant to be 0600 is never readable by others, not even half written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
             yield fh
-        if mode is not None:
-            os.chmod(tmp, mode)
+            os.fchmod(fh.fileno(), 0o666 & ~_UMASK if mode is None else mode)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fwbuild.errors import BuildError
+from fwbuild.fsutil import atomic_write
 from fwbuild.project import STAGES
 from fwbuild.sizes import INITRAMFS, Sizes, changes, human, read_budget, read_build, signed
 
@@ -74,11 +75,8 @@ def publish(project: Project, files: dict[str, bytes]) -> list[Path]:
     if out.is_dir():
         targets.append(out / "graphs")
     for directory in targets:
-        directory.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
-            tmp = directory / f".{name}.tmp"
-            tmp.write_bytes(data)
-            tmp.replace(directory / name)
+            atomic_write(directory / name, data)
             if directory == targets[0]:
                 written.append(directory / name)
     return written

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from fwbuild.errors import BuildError, ConfigError
+from fwbuild.fsutil import atomic_write
 
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
@@ -59,9 +60,7 @@ def merge(config: Path, wanted: dict[str, str]) -> None:
             continue
         kept.append(line)
     kept += [f"# {k} is not set" if v == "n" else f"{k}={v}" for k, v in wanted.items()]
-    tmp = config.with_suffix(".fwbuild-tmp")
-    tmp.write_text("\n".join(kept) + "\n")
-    tmp.replace(config)
+    atomic_write(config, "\n".join(kept) + "\n")
 
 
 def stated_dependencies(tree: Path, symbol: str) -> list[str] | None:

@@ -45,7 +45,6 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from fwbuild.errors import PatchError
+from fwbuild.fsutil import atomic_write
 
 __all__ = ["PatchFile", "apply_series"]
 
@@ -900,19 +900,6 @@ def _apply_section(tree: _Tree, pf: PatchFile, s: _Section) -> str:
 # Writing, with rollback
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".fwpatch")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _make_parents(root: Path, path: Path) -> Iterator[Path]:
     """Make the missing directories above ``path``, yielding each as soon as it exists (so the
     journal has it even if the next mkdir fails). Every one is a real directory, not a link:
@@ -974,7 +961,7 @@ def _commit(root: Path, files: list[_File], package: str) -> None:
                 for d in _make_parents(root, f.path):
                     journal.append(("mkdir", d))
             mode = _NEW_FILE_MODE if f.orig is None or f.recreated else f.mode
-            _atomic_write(f.path, data, mode)
+            atomic_write(f.path, data, mode)
             journal.append(("write", f))
     except BaseException as exc:
         problems = _rollback(journal)
@@ -1004,7 +991,7 @@ def _rollback(journal: list[tuple[str, Any]]) -> list[str]:
             elif obj.orig is None:
                 os.unlink(obj.path)
             else:
-                _atomic_write(obj.path, obj.orig, obj.mode)
+                atomic_write(obj.path, obj.orig, obj.mode)
         except OSError as exc:
             problems.append(f"{getattr(obj, 'path', obj)} ({exc.strerror or exc})")
     return problems

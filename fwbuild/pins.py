@@ -13,13 +13,12 @@ The file is JSON, sorted, one entry per file name::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fwbuild.errors import ConfigError
+from fwbuild.fsutil import atomic_write
 
 
 @dataclass
@@ -61,10 +60,5 @@ class Pins:
         current = Pins.load(self.path)  # another pin may have landed since we loaded
         current.files[filename] = entry
         self.files = current.files
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"files": dict(sorted(self.files.items()))}, indent=2) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".pins.")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, text, mode=0o644)

@@ -25,6 +25,7 @@ from typing import Any
 from doit.reporter import ConsoleReporter
 
 from fwbuild.cache import CACHED_STAGES, origin
+from fwbuild.fsutil import atomic_write
 from fwbuild.project import Project
 from fwbuild.stages import BY_NAME, STAGES
 from fwbuild.stamps import digest_json, read_stamp
@@ -315,10 +316,7 @@ class BuildReporter(ConsoleReporter):
                 ],
                 "sources": _sources(self.project),
             }
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
-            tmp.replace(path)
+            atomic_write(path, json.dumps(data, indent=1) + "\n")
             where = f" ({path})"
         shown = [r for r in records if r.result in {"ran", "failed", FROM_CACHE}]
         cached = f", {restored} from cache" if restored else ""

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fwbuild.fsutil import source_date_epoch
+from fwbuild.fsutil import file_digests, source_date_epoch
 from fwbuild.project import Project, digest_json
 from fwbuild.recipe import Package, Source
 from fwbuild.trees import MARKER
@@ -169,12 +169,7 @@ def spdx_license(expression: str) -> tuple[str, list[str]]:
 
 # --- the document ----------------------------------------------------------------------------
 def _hashes(path: Path) -> dict[str, str]:
-    sha1, sha256 = hashlib.sha1(), hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha1.update(block)
-            sha256.update(block)
-    return {"sha1": sha1.hexdigest(), "sha256": sha256.hexdigest()}
+    return file_digests(path, "sha1", "sha256")
 
 
 def _checksums(digests: dict[str, str]) -> list[dict[str, str]]:

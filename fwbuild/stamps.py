@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from fwbuild.fsutil import atomic_write
 
 # Bump when the engine changes what a stage produces, so every stamp made before is stale.
 ENGINE_STAMP_VERSION = 1
@@ -37,12 +38,7 @@ def write_stamp(path: Path, key: str, **extra: Any) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.parent.stat().st_mode & 0o077:
         path.parent.chmod(0o700)  # a stamps directory made before stamps were private
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps({"key": key, **extra}, indent=1))
-    tmp.replace(path)
+    atomic_write(path, json.dumps({"key": key, **extra}, indent=1), mode=0o600)
 
 
 def stamp_matches(path: Path | str, key: str) -> bool:

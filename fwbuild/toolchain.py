@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fwbuild.errors import ConfigError
+from fwbuild.fsutil import atomic_write
 
 
 @cache
@@ -170,10 +170,7 @@ class ZigToolchain:
                 f'export ZIG_GLOBAL_CACHE_DIR="{self.cache_dir}"\n{body}\n'
             )
             if not path.exists() or path.read_text() != text:
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(text)
-                tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-                tmp.replace(path)
+                atomic_write(path, text, mode=0o755)
 
     def env(self) -> dict[str, str]:
         self.ensure_wrappers()
@@ -277,10 +274,7 @@ class GccToolchain:
                 "gcc": _first_line([gcc, "--version"]),
                 "as": _first_line([ld, "--version"]),
             }
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(cache, indent=1))
-            tmp.replace(self.cache_file)
+            atomic_write(self.cache_file, json.dumps(cache, indent=1))
         return {"kind": "gcc", "prefix": self.prefix, **cache[probe]}
 
     def problems(self) -> list[Problem]:
