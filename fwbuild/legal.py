@@ -27,7 +27,7 @@ from pathlib import Path
 from fwbuild.errors import BuildError
 from fwbuild.images import write_sha256sums
 from fwbuild.project import Project
-from fwbuild.sbom import NOASSERTION, origin, patch_series, project_relative
+from fwbuild.provenance import NOASSERTION, origin, patch_series, project_relative
 from fwbuild.trees import claim, guard_for, new_tree, remove_tree, replace_tree, write_marker
 
 DIR_NAME = "legal-info"

@@ -28,19 +28,25 @@ import hashlib
 import json
 import re
 import uuid
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fwbuild.fsutil import file_digests, source_date_epoch
-from fwbuild.project import Project, digest_json
-from fwbuild.recipe import Package, Source
+from fwbuild.fsutil import atomic_write, file_digests, source_date_epoch
+from fwbuild.project import Project
+from fwbuild.provenance import (
+    NOASSERTION,
+    AppliedPatch,
+    origin,
+    patch_series,
+    project_relative,
+    used,
+)
+from fwbuild.recipe import Package
 from fwbuild.trees import MARKER
 
 FILE_NAME = "sbom.spdx.json"
-NOASSERTION = "NOASSERTION"
 SPDX_ALGOS = {"sha1": "SHA1", "sha256": "SHA256", "sha512": "SHA512", "md5": "MD5"}
 # Licence names recipes use that are not on the SPDX licence list: written as LicenseRef-<name>,
 # explained by this text (SPDX requires every LicenseRef to be explained in the document).
@@ -52,104 +58,6 @@ UNLISTED_LICENSES = {
 NOT_DESCRIBED = frozenset({FILE_NAME, "sha256sums", MARKER})
 _TOKEN = re.compile(r"[()]|[^\s()]+")
 _ID_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
-
-
-# --- what a package was made from (shared with fwbuild.legal) ---------------------------------
-@dataclass(frozen=True)
-class Origin:
-    """Where a package's source came from."""
-
-    filename: str | None  # the source archive; None for our own code or no source at all
-    url: str  # the first URL of its first source, or NOASSERTION
-    digests: dict[str, str]  # the archive's digests (recipe, pins lock or overrides file)
-    note: str  # what else a reader should know ("a local source tree", …), or ""
-    tree_sha256: str | None = None  # our own code (local_source): a digest of its file list
-
-
-@dataclass(frozen=True)
-class AppliedPatch:
-    """One patch of a package's series, in the order it is applied."""
-
-    filename: str
-    ours: bool  # from patches/<pkg>/<version>/ (else downloaded)
-    url: str | None
-    digests: dict[str, str]
-    strip: int
-    path: Path  # where it is on this machine (the download directory, or patches/)
-    note: str = ""  # a fallback or an override standing for the recipe's file (alternatives)
-
-
-def origin(project: Project, pkg: Package) -> Origin:
-    override = project.overrides.packages.get(pkg.name)
-    if override and override.srcdir:
-        return Origin(None, NOASSERTION, {}, "built from a local source tree (overrides file)")
-    if override and override.tarball:
-        from fwbuild.alternatives import local_note
-
-        return Origin(
-            override.tarball.path.name,
-            NOASSERTION,
-            override.tarball.digests,
-            local_note(project, "the package's source archive", override.tarball.path),
-        )
-    if pkg.local_source is not None:
-        tree = project.local_source_digest(pkg) or []
-        return Origin(
-            None,
-            NOASSERTION,
-            {},
-            f"our own code, kept in the project under {pkg.local_source}",
-            tree_sha256=digest_json(tree),
-        )
-    sources = pkg.active_sources()
-    if not sources:
-        return Origin(None, NOASSERTION, {}, "no source: the recipe makes its files itself")
-    first, (url, note) = used(project, sources[0])
-    local = project.overrides.files.get(first.filename)
-    return Origin(
-        first.filename,
-        url,
-        local.digests if local else project.remote_digests(first),
-        note,
-    )
-
-
-def used(project: Project, source: Source) -> tuple[Source, tuple[str, str]]:
-    """The file that stands for ``source`` (the recipe's, an override or a fallback: see
-    fwbuild.alternatives), with its downloadLocation and a note saying which it is."""
-    from fwbuild.alternatives import chosen, download_location
-
-    return chosen(project, source), download_location(project, source)
-
-
-def patch_series(project: Project, pkg: Package) -> list[AppliedPatch]:
-    """Downloaded patches in declaration order, then ours in name order (as the patch stage)."""
-    series: list[AppliedPatch] = []
-    for declared in pkg.active_patches():
-        p, (url, note) = used(project, declared)
-        local = project.overrides.files.get(p.filename)
-        series.append(
-            AppliedPatch(
-                p.filename,
-                ours=False,
-                url=None if url == NOASSERTION else url,
-                digests=local.digests if local else project.remote_digests(p),
-                strip=declared.strip,
-                path=project.local_file(declared),
-                note=note,
-            )
-        )
-    for path in pkg.own_patches:
-        series.append(AppliedPatch(path.name, True, None, _hashes(path), 1, path))
-    return series
-
-
-def project_relative(project: Project, path: Path) -> str:
-    """A path as the project names it (no build paths in anything reproducible)."""
-    try:
-        return path.resolve().relative_to(project.board.paths.project).as_posix()
-    except ValueError:
-        return path.name
 
 
 def spdx_license(expression: str) -> tuple[str, list[str]]:
@@ -168,10 +76,6 @@ def spdx_license(expression: str) -> tuple[str, list[str]]:
 
 
 # --- the document ----------------------------------------------------------------------------
-def _hashes(path: Path) -> dict[str, str]:
-    return file_digests(path, "sha1", "sha256")
-
-
 def _checksums(digests: dict[str, str]) -> list[dict[str, str]]:
     return [
         {"algorithm": SPDX_ALGOS[a], "checksumValue": digests[a].lower()}
@@ -247,56 +151,60 @@ def external_refs(pkg: Package, url: str) -> list[dict[str, str]]:
     return refs
 
 
-def sbom_document(project: Project, outputs: Path | None = None) -> dict[str, Any]:
-    """The SPDX document of the board's image; ``outputs``: the directory of its image files."""
-    board = project.board
-    ids = _Ids()
-    packages: list[dict[str, Any]] = []
-    files: list[dict[str, Any]] = []
-    relationships: list[dict[str, str]] = []
-    license_refs: list[str] = []
+class _Document:
+    """An SPDX document being assembled: its packages, files and relationships, in order."""
 
-    image = ids.make("Image", board.name)
-    out_files = (
-        sorted(p for p in outputs.iterdir() if p.is_file() and p.name not in NOT_DESCRIBED)
-        if outputs
-        else []
-    )
-    target = board.target
-    variants = ", ".join(f"{k}={'on' if v else 'off'}" for k, v in sorted(board.variants.items()))
-    image_entry: dict[str, Any] = {
-        "SPDXID": image,
-        "name": f"{board.name}-firmware",
-        "downloadLocation": NOASSERTION,
-        "primaryPackagePurpose": "FIRMWARE",
-        "filesAnalyzed": bool(out_files),
-        "licenseConcluded": NOASSERTION,
-        "licenseDeclared": NOASSERTION,
-        "copyrightText": NOASSERTION,
-        "comment": f"firmware of board {board.name}: {target.triplet}, CPU {target.cpu}, "
-        f"libc {target.libc}; variants: {variants or 'none'}",
-    }
-    packages.append(image_entry)
-    relationships.append(_relationship("SPDXRef-DOCUMENT", "DESCRIBES", image))
+    def __init__(self) -> None:
+        self.ids = _Ids()
+        self.packages: list[dict[str, Any]] = []
+        self.files: list[dict[str, Any]] = []
+        self.relationships: list[dict[str, str]] = []
+        self.license_refs: list[str] = []
 
-    toolchain_ids: dict[str, str] = {}
-    for tname, toolchain in sorted(project.used_toolchains().items()):
-        identity = toolchain.identity()
-        if identity.get("kind") == "none":
-            continue  # nothing was compiled
-        toolchain_ids[tname] = ids.make("Toolchain", tname)
-        packages.append(_toolchain_package(toolchain_ids[tname], identity))
+    def relate(self, a: str, kind: str, b: str) -> None:
+        self.relationships.append(_relationship(a, kind, b))
 
-    package_ids = {name: ids.make("Package", name) for name in project.packages}
-    for name, pkg in project.packages.items():
-        pid = package_ids[name]
+    def image(self, project: Project, out_files: list[Path]) -> dict[str, Any]:
+        """The firmware image itself, which the document describes."""
+        board, target = project.board, project.board.target
+        variants = ", ".join(
+            f"{k}={'on' if v else 'off'}" for k, v in sorted(board.variants.items())
+        )
+        entry: dict[str, Any] = {
+            "SPDXID": self.ids.make("Image", board.name),
+            "name": f"{board.name}-firmware",
+            "downloadLocation": NOASSERTION,
+            "primaryPackagePurpose": "FIRMWARE",
+            "filesAnalyzed": bool(out_files),
+            "licenseConcluded": NOASSERTION,
+            "licenseDeclared": NOASSERTION,
+            "copyrightText": NOASSERTION,
+            "comment": f"firmware of board {board.name}: {target.triplet}, CPU {target.cpu}, "
+            f"libc {target.libc}; variants: {variants or 'none'}",
+        }
+        self.packages.append(entry)
+        self.relate("SPDXRef-DOCUMENT", "DESCRIBES", entry["SPDXID"])
+        return entry
+
+    def toolchains(self, project: Project) -> dict[str, str]:
+        """The toolchains that compiled something, as packages; their ids by toolchain name."""
+        found: dict[str, str] = {}
+        for tname, toolchain in sorted(project.used_toolchains().items()):
+            identity = toolchain.identity()
+            if identity.get("kind") == "none":
+                continue  # nothing was compiled
+            found[tname] = self.ids.make("Toolchain", tname)
+            self.packages.append(_toolchain_package(found[tname], identity))
+        return found
+
+    def package(self, project: Project, pkg: Package, pid: str, series: list[AppliedPatch]) -> None:
+        """A package of the board: where it came from, its licence and patches."""
         lic, refs = spdx_license(pkg.license)
-        license_refs += [r for r in refs if r not in license_refs]
+        self.license_refs += [r for r in refs if r not in self.license_refs]
         where = origin(project, pkg)
-        series = patch_series(project, pkg)
         entry: dict[str, Any] = {
             "SPDXID": pid,
-            "name": name,
+            "name": pkg.name,
             "versionInfo": pkg.version,
             "downloadLocation": where.url,
             "filesAnalyzed": False,
@@ -322,16 +230,13 @@ def sbom_document(project: Project, outputs: Path | None = None) -> dict[str, An
             )
         entry["sourceInfo"] = "; ".join(info)
         entry["externalRefs"] = external_refs(pkg, where.url)
-        packages.append(entry)
-        contains = bool(pkg.target_files or pkg.image_files)
-        relationships.append(_relationship(image, "CONTAINS" if contains else "DEPENDS_ON", pid))
-        relationships += [_relationship(pid, "DEPENDS_ON", package_ids[d]) for d in pkg.depends]
-        if pkg.toolchain in toolchain_ids:
-            relationships.append(_relationship(toolchain_ids[pkg.toolchain], "BUILD_TOOL_OF", pid))
+        self.packages.append(entry)
 
+    def extra_sources(self, project: Project, pkg: Package, pid: str) -> None:
+        """The sources after the first, each a package the package is generated from."""
         for declared in pkg.active_sources()[1:]:
             extra, (extra_url, _) = used(project, declared)
-            sid = ids.make("Source", f"{name}-{extra.filename}")
+            sid = self.ids.make("Source", f"{pkg.name}-{extra.filename}")
             local = project.overrides.files.get(extra.filename)
             source: dict[str, Any] = {
                 "SPDXID": sid,
@@ -347,14 +252,16 @@ def sbom_document(project: Project, outputs: Path | None = None) -> dict[str, An
             }
             if digests := (local.digests if local else project.remote_digests(extra)):
                 source["checksums"] = _checksums(digests)
-            packages.append(source)
-            relationships.append(_relationship(pid, "GENERATED_FROM", sid))
+            self.packages.append(source)
+            self.relate(pid, "GENERATED_FROM", sid)
 
+    def patches(self, project: Project, pkg: Package, pid: str, series: list[AppliedPatch]) -> None:
+        """The patch series: ours as files, downloaded ones as packages of their own."""
         for number, patch in enumerate(series, 1):
-            sid = ids.make("Patch", f"{name}-{patch.filename}")
+            sid = self.ids.make("Patch", f"{pkg.name}-{patch.filename}")
             comment = f"patch {number} of {len(series)} applied to {pkg.label} (-p{patch.strip})"
             if patch.ours:
-                files.append(
+                self.files.append(
                     {
                         "SPDXID": sid,
                         "fileName": "./" + project_relative(project, patch.path),
@@ -381,60 +288,91 @@ def sbom_document(project: Project, outputs: Path | None = None) -> dict[str, An
                 }
                 if patch.digests:
                     downloaded["checksums"] = _checksums(patch.digests)
-                packages.append(downloaded)
-            relationships.append(_relationship(sid, "PATCH_APPLIED", pid))
+                self.packages.append(downloaded)
+            self.relate(sid, "PATCH_APPLIED", pid)
 
-    sha1s = []
-    for path in out_files:
-        fid = ids.make("Output", path.name)
-        digests = _hashes(path)
-        sha1s.append(digests["sha1"])
-        files.append(
-            {"SPDXID": fid, "fileName": f"./{path.name}", "checksums": _checksums(digests)}
+    def outputs(self, image: dict[str, Any], out_files: list[Path]) -> None:
+        """The image's files (rootfs.tar, bzImage, …), and SPDX's verification code of them."""
+        sha1s = []
+        for path in out_files:
+            fid = self.ids.make("Output", path.name)
+            digests = file_digests(path, "sha1", "sha256")
+            sha1s.append(digests["sha1"])
+            self.files.append(
+                {"SPDXID": fid, "fileName": f"./{path.name}", "checksums": _checksums(digests)}
+            )
+            self.relate(image["SPDXID"], "CONTAINS", fid)
+        if out_files:  # SPDX's verification code: the SHA-1 of the sorted SHA-1s of its files
+            code = hashlib.sha1("".join(sorted(sha1s)).encode()).hexdigest()
+            image["packageVerificationCode"] = {"packageVerificationCodeValue": code}
+
+    def finish(self, board_name: str) -> dict[str, Any]:
+        """The whole document, its namespace derived from its content (no random UUID)."""
+        created = datetime.datetime.fromtimestamp(source_date_epoch(), datetime.UTC)
+        document: dict[str, Any] = {
+            "spdxVersion": "SPDX-2.3",
+            "dataLicense": "CC0-1.0",
+            "SPDXID": "SPDXRef-DOCUMENT",
+            "name": f"{board_name}-firmware",
+            "documentNamespace": "",
+            "creationInfo": {
+                "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "creators": [f"Tool: fwbuild-{_tool_version()}"],
+            },
+            "packages": self.packages,
+            "files": self.files,
+            "relationships": self.relationships,
+        }
+        if self.license_refs:
+            document["hasExtractedLicensingInfos"] = [
+                {
+                    "licenseId": ref,
+                    "name": ref.removeprefix("LicenseRef-"),
+                    "extractedText": UNLISTED_LICENSES.get(
+                        ref.removeprefix("LicenseRef-"),
+                        "Named by a recipe; see the package's licence files (doit legal-info).",
+                    ),
+                }
+                for ref in self.license_refs
+            ]
+        # Unique per content, identical for identical content.
+        digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).digest()
+        name = _ID_CHARS.sub("-", board_name)
+        document["documentNamespace"] = (
+            f"https://spdx.org/spdxdocs/{name}-firmware-{uuid.UUID(bytes=digest[:16], version=5)}"
         )
-        relationships.append(_relationship(image, "CONTAINS", fid))
-    if out_files:  # SPDX's verification code: the SHA-1 of the sorted SHA-1s of its files
-        code = hashlib.sha1("".join(sorted(sha1s)).encode()).hexdigest()
-        image_entry["packageVerificationCode"] = {"packageVerificationCodeValue": code}
+        return document
 
-    created = datetime.datetime.fromtimestamp(source_date_epoch(), datetime.UTC)
-    document: dict[str, Any] = {
-        "spdxVersion": "SPDX-2.3",
-        "dataLicense": "CC0-1.0",
-        "SPDXID": "SPDXRef-DOCUMENT",
-        "name": f"{board.name}-firmware",
-        "documentNamespace": "",
-        "creationInfo": {
-            "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "creators": [f"Tool: fwbuild-{_tool_version()}"],
-        },
-        "packages": packages,
-        "files": files,
-        "relationships": relationships,
-    }
-    if license_refs:
-        document["hasExtractedLicensingInfos"] = [
-            {
-                "licenseId": ref,
-                "name": ref.removeprefix("LicenseRef-"),
-                "extractedText": UNLISTED_LICENSES.get(
-                    ref.removeprefix("LicenseRef-"),
-                    "Named by a recipe; see the package's licence files (doit legal-info).",
-                ),
-            }
-            for ref in license_refs
-        ]
-    # Unique per content, identical for identical content (no random UUID).
-    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).digest()
-    name = _ID_CHARS.sub("-", board.name)
-    document["documentNamespace"] = (
-        f"https://spdx.org/spdxdocs/{name}-firmware-{uuid.UUID(bytes=digest[:16], version=5)}"
+
+def sbom_document(project: Project, outputs: Path | None = None) -> dict[str, Any]:
+    """The SPDX document of the board's image; ``outputs``: the directory of its image files."""
+    doc = _Document()
+    out_files = (
+        sorted(p for p in outputs.iterdir() if p.is_file() and p.name not in NOT_DESCRIBED)
+        if outputs
+        else []
     )
-    return document
+    image = doc.image(project, out_files)
+    toolchain_ids = doc.toolchains(project)
+    package_ids = {name: doc.ids.make("Package", name) for name in project.packages}
+    for name, pkg in project.packages.items():
+        pid = package_ids[name]
+        series = patch_series(project, pkg)
+        doc.package(project, pkg, pid, series)
+        contains = bool(pkg.target_files or pkg.image_files)
+        doc.relate(image["SPDXID"], "CONTAINS" if contains else "DEPENDS_ON", pid)
+        for dep in pkg.depends:
+            doc.relate(pid, "DEPENDS_ON", package_ids[dep])
+        if pkg.toolchain in toolchain_ids:
+            doc.relate(toolchain_ids[pkg.toolchain], "BUILD_TOOL_OF", pid)
+        doc.extra_sources(project, pkg, pid)
+        doc.patches(project, pkg, pid, series)
+    doc.outputs(image, out_files)
+    return doc.finish(project.board.name)
 
 
 def write_sbom(project: Project, directory: Path) -> str:
     """Write ``sbom.spdx.json`` describing the image files in ``directory``; returns its name."""
     document = sbom_document(project, directory)
-    (directory / FILE_NAME).write_text(json.dumps(document, indent=2) + "\n")
+    atomic_write(directory / FILE_NAME, json.dumps(document, indent=2) + "\n")
     return FILE_NAME
