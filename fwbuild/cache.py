@@ -6,7 +6,7 @@ would run, an entry with the same key is restored instead. The key already cover
 the stage (fwbuild.project), so an entry is exactly the output that stage would make. Restoring a
 package also spares its earlier stages: ``fetch`` … ``build`` count as up to date while its
 install comes from the cache, and run only when something needs the tree (a damaged entry, the
-licence bundle, ``menuconfig``; see ``ensure_stages``).
+licence bundle, ``menuconfig``; see ``fwbuild.stages.Stage.ensure``).
 
 Where entries live, in the shape bazel-remote's HTTP cache uses (``ac/`` and ``cas/``)::
 
@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fwbuild.errors import ConfigError
+from fwbuild.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from fwbuild.config import Board
@@ -615,9 +616,7 @@ def origin(project: Project, name: str, stage: str = "install") -> str | None:
 
 def _write_origin(project: Project, name: str, key: str, where: str) -> None:
     path = project.workdir(name) / ORIGIN
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "from": where}, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps({"key": key, "from": where}, indent=1) + "\n")
 
 
 def covers(project: Project, name: str, stage: str) -> bool:
@@ -694,29 +693,6 @@ def store(project: Project, name: str, stage: str = "install", **extra: Any) -> 
     cache.store(project.key(name, stage), project.stagingdir(name), meta, project.workdir(name))
 
 
-def ensure_stages(project: Project, name: str, upto: str, *, keep_restored: bool = True) -> None:
-    """Run the package's stages up to ``upto`` that are not done: those the cache let doit skip,
-    when the tree is needed after all (legal-info's licence files, menuconfig; a refused entry,
-    with ``keep_restored`` False). A restored install stays current: the earlier stages remove
-    later stamps as they start, but they never touch the staging directory."""
-    from fwbuild.stages import BY_NAME, STAGES
-
-    keep: dict[Path, bytes] = {}
-    if keep_restored and origin(project, name) is not None:
-        for path in (project.stamp_path(name, "install"), project.rootfs_stamp):
-            if path.is_file():
-                keep[path] = path.read_bytes()
-    for stage in STAGES[: STAGES.index(upto) + 1]:
-        if not BY_NAME[stage].done(project, name):
-            BY_NAME[stage].run(project, name)
-    for path, data in keep.items():
-        if not path.exists():
-            tmp = path.with_suffix(".keep")
-            tmp.write_bytes(data)
-            tmp.chmod(0o600)
-            tmp.replace(path)
-
-
 class CacheHook:
     """The stage hook (fwbuild.stages.StageHook) around ``install``: restore, or build and store."""
 
@@ -734,9 +710,8 @@ class CacheHook:
             self.restored.add((name, key))
             return True
         # No entry after all (refused, unreachable): the stages doit skipped for it run now.
-        previous = stage.previous.name if stage.previous is not None else None
-        if previous:
-            ensure_stages(project, name, previous, keep_restored=False)
+        if stage.previous is not None:
+            stage.previous.ensure(project, name, keep_restored=False)
         return False
 
     def after(self, project: Project, stage: Any, name: str) -> None:

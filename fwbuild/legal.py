@@ -49,13 +49,14 @@ def legal_info_dir(project: Project) -> Path:
 
 def check_license_files(project: Project) -> list[str]:
     """Every declared licence file that the patched source trees lack, as readable problems."""
-    from fwbuild.cache import ensure_stages, origin
+    from fwbuild.cache import origin
+    from fwbuild.stages import BY_NAME
 
     problems: list[str] = []
     for name, pkg in project.packages.items():
         src = project.srcdir(name)
         if pkg.license_files and not src.is_dir() and origin(project, name):
-            ensure_stages(project, name, "patch")  # restored from the build cache: no tree yet
+            BY_NAME["patch"].ensure(project, name)  # restored from the build cache: no tree yet
         if pkg.license_files and not src.is_dir():
             problems.append(
                 f"{pkg.label}: no patched source tree {src} to take its licence files from; "

@@ -43,7 +43,7 @@ from fwbuild.cache import HOOK as CACHE_HOOK
 from fwbuild.cache import ccache_env, ccache_identity
 from fwbuild.codedigest import code_inputs
 from fwbuild.errors import BuildError, ConfigError
-from fwbuild.fsutil import file_digest
+from fwbuild.fsutil import atomic_write, file_digest
 from fwbuild.overrides import tree_fingerprint
 from fwbuild.recipe import Package, Source, expand_target_files
 from fwbuild.stamps import ENGINE_STAMP_VERSION, write_stamp
@@ -121,6 +121,26 @@ class Stage:
         if not stamp_matches(project.stamp_file(name, self.name), project.key(name, self.name)):
             return False
         return all(p.is_dir() for p in self.outputs(project, name))
+
+    def ensure(self, project: Project, name: str, *, keep_restored: bool = True) -> None:
+        """Run this stage and the package's earlier ones that are not done: those the build
+        cache let doit skip, when the tree is needed after all (legal-info's licence files,
+        menuconfig; a refused entry, with ``keep_restored`` False). A restored install stays
+        current: the earlier stages remove later stamps as they start, but they never touch the
+        staging directory."""
+        from fwbuild.cache import origin
+
+        keep: dict[Path, bytes] = {}
+        if keep_restored and origin(project, name) is not None:
+            for path in (project.stamp_path(name, "install"), project.rootfs_stamp):
+                if path.is_file():
+                    keep[path] = path.read_bytes()
+        for stage in TABLE[: NAMES.index(self.name) + 1]:
+            if not stage.done(project, name):
+                stage.run(project, name)
+        for path, data in keep.items():
+            if not path.exists():
+                atomic_write(path, data, mode=0o600)
 
     def run(self, project: Project, name: str) -> None:
         """The work, under the crash-safety discipline of the module doc."""
@@ -444,9 +464,7 @@ def do_install(project: Project, pkg: Package) -> None:
 
 
 def do_extra(project: Project, name: str, task: str) -> None:
-    from fwbuild.cache import ensure_stages
-
-    ensure_stages(project, name, "configure")  # a package restored from the cache has no tree
+    BY_NAME["configure"].ensure(project, name)  # a package restored from the cache has no tree
     pkg = project.packages[name]
     method, _ = pkg.extra_tasks[task]
     getattr(pkg, method)(make_context(project, pkg, task, project.stagingdir(name)))

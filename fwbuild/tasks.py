@@ -52,9 +52,7 @@ def rootfs_uptodate(project: Project) -> bool:
 def run_source(project: Project) -> Any:
     """Fetch what the build cache let ``fetch:<pkg>`` skip: ``doit source`` is for an offline
     build later, which may not find the cache (fwbuild.cache)."""
-    from fwbuild.cache import ensure_stages
-
-    return guarded(project, lambda: [ensure_stages(project, n, "fetch") for n in project.packages])
+    return guarded(project, lambda: [BY_NAME["fetch"].ensure(project, n) for n in project.packages])
 
 
 def source_uptodate(project: Project) -> bool:
