@@ -7,7 +7,9 @@ board's recipes, which declare them (``Package.settings``), and are handed throu
     [board]      name, packages (what goes into the rootfs; dependencies are pulled in),
                  extends (another board file underneath this one), profile (see _profiled),
                  jobs, offline
-    [target]     arch, cpu, libc, triplet, cflags, ldflags
+    [target]     arch, cpu, libc, triplet, cflags, ldflags, toolchain (the userland compiler:
+                 "zig", or the name of a [toolchains.NAME] of kind "gcc"), strip (default
+                 llvm-strip for zig, the GNU toolchain's own <prefix>strip); fwbuild.toolchain
     [variants]   name = true/false, read by recipes (``when="+mppc"``)
     [paths]      build, downloads, rootfs, output, recipes, patches, pins (relative to the project)
     [mirrors]    primary, backup
@@ -69,6 +71,9 @@ class Target:
     triplet: str
     cflags: tuple[str, ...] = ()
     ldflags: tuple[str, ...] = ()
+    # "zig", or a [toolchains.NAME] of kind "gcc" (a GNU cross gcc for the userland)
+    toolchain: str = "zig"
+    strip: str | None = None  # None: the toolchain's own (fwbuild.toolchain)
 
 
 @dataclass(frozen=True)
@@ -292,6 +297,8 @@ def load_board(file: Path, project: Path | None = None) -> Board:
             triplet=target["triplet"],
             cflags=tuple(target.get("cflags", [])),
             ldflags=tuple(target.get("ldflags", [])),
+            toolchain=target.get("toolchain", "zig"),
+            strip=target.get("strip"),
         ),
         variants=dict(variants),
         paths=Paths(

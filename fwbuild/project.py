@@ -35,7 +35,13 @@ from fwbuild.stamps import (  # stamps and keys are made there; these names are 
     stamp_matches,
     write_stamp,
 )
-from fwbuild.toolchain import GccToolchain, NoToolchain, Toolchain, ZigToolchain
+from fwbuild.toolchain import (
+    GccToolchain,
+    NoToolchain,
+    TargetToolchain,
+    Toolchain,
+    target_toolchain,
+)
 
 __all__ = [
     "ENGINE_STAMP_VERSION",
@@ -330,18 +336,11 @@ class Project:
 
     # --- toolchain ---------------------------------------------------------------------------
     @cached_property
-    def toolchain(self) -> ZigToolchain:
-        """The userland cross compiler for the board's [target]."""
-        t = self.board.target
-        return ZigToolchain(
-            arch=t.arch,
-            cpu=t.cpu,
-            libc=t.libc,
-            triplet=t.triplet,
-            bindir=self.board.paths.build / "toolchain" / "bin",
-            cflags=t.cflags,
-            ldflags=t.ldflags,
-        )
+    def toolchain(self) -> TargetToolchain:
+        """The userland cross compiler for the board's [target] (zig, or a GNU gcc)."""
+        board = self.board
+        bindir = board.paths.build / "toolchain" / "bin"
+        return target_toolchain(board.target, board.toolchains, bindir, board.file)
 
     @cached_property
     def toolchains(self) -> dict[str, Toolchain]:

@@ -122,6 +122,16 @@ class TargetTable(Section):
     triplet: str = Field(min_length=1)
     cflags: list[str] = []
     ldflags: list[str] = []
+    toolchain: str = Field(
+        default="zig",
+        min_length=1,
+        description='the userland compiler: "zig", or a [toolchains.NAME] of kind "gcc"',
+    )
+    strip: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the strip for target ELF files (default: llvm-strip, or <prefix>strip)",
+    )
 
 
 class PathsTable(Section):

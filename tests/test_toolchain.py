@@ -77,3 +77,75 @@ def test_first_libc_warm_up_says_what_it_does_and_how_long_it_took(
     assert "toolchain" in second.ran  # it did run (a new build directory has no stamp)
     assert "libc cache" not in second.output, second.output
     assert "-mcpu=i586: ok" in second.output
+
+
+MIPSEL_TARGET = (
+    '[target]\narch = "mipsel"\ncpu = "mips32r2"\nlibc = "musleabi"\n'
+    'triplet = "mipsel-linux-musl"\n'
+)
+
+
+def _retarget(proj: Path, target: str) -> Path:
+    board = proj / "configs" / "board.toml"
+    text = board.read_text()
+    start, end = text.index("[target]"), text.index("[variants]")
+    board.write_text(text[:start] + target + "\n" + text[end:])
+    return board
+
+
+def test_a_strip_that_cannot_read_the_target_fails_doit_toolchain_by_name(
+    tmp_path: Path, server: FaultServer, dist: Dist
+) -> None:
+    """The host's binutils strip reads only x86 ELF: on a mipsel board `doit toolchain` fails,
+    naming the strip, the target and the fix, before any package is built (it once said ok,
+    and BusyBox's build and the rootfs strip failed later)."""
+    proj = make_project(tmp_path / "proj", dist, server.url)
+    _retarget(proj, MIPSEL_TARGET + 'strip = "strip"\n')
+    run = run_doit(proj, "rootfs")
+    assert run.returncode != 0
+    assert "Traceback" not in run.output
+    assert "the strip tool `strip` cannot strip a mipsel ELF file built for mipsel-linux-musl" in (
+        run.output
+    )
+    assert "leave [target] strip unset for llvm-strip" in run.output
+    assert "apt-get install llvm" in run.output
+    assert not any(t.startswith(("configure:", "build:")) for t in run.ran), run.ran
+
+
+def test_a_missing_strip_is_named_with_the_other_problems(
+    tmp_path: Path, server: FaultServer, dist: Dist
+) -> None:
+    proj = make_project(tmp_path / "proj", dist, server.url)
+    _retarget(proj, MIPSEL_TARGET + 'strip = "nosuch-linux-strip"\n')
+    run = run_doit(proj, "toolchain")
+    assert run.returncode != 0 and "Traceback" not in run.output
+    assert "`nosuch-linux-strip`, the strip for the target's mipsel ELF files, is not on PATH" in (
+        run.output
+    )
+    assert "set [target] strip to a strip that reads mipsel ELF files" in run.output
+
+
+def test_the_strip_is_part_of_the_toolchain_identity(
+    tmp_path: Path, server: FaultServer, dist: Dist
+) -> None:
+    """The strip (its path and version) is hashed into every configure key: another strip
+    rebuilds, as another compiler does; the default is llvm-strip, for every target."""
+    from fwbuild.project import Project
+
+    proj = make_project(tmp_path / "proj", dist, server.url)
+    board = proj / "configs" / "board.toml"
+    project = Project.load(board)
+    strip = project.stage_inputs("hello", "configure")["toolchain"]["strip"]
+    assert strip["command"] == "llvm-strip"
+    assert Path(strip["path"]).name.startswith("llvm-strip") and "LLVM" in strip["version"]
+    wrapper = Path(project.toolchain.env()["STRIP"]).read_text()
+    assert strip["path"] in wrapper or "llvm-strip" in wrapper
+    key = project.key("hello", "configure")
+    text = board.read_text()
+    board.write_text(text.replace('triplet = "i586-linux-musl"', 'triplet = "i586-linux-musl"\n'
+                                  'strip = "i686-linux-gnu-strip"'))  # fmt: skip
+    other = Project.load(board)
+    assert other.stage_inputs("hello", "configure")["toolchain"]["strip"]["command"] == (
+        "i686-linux-gnu-strip"
+    )
+    assert other.key("hello", "configure") != key
