@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from fwbuild.toolchain import Toolchain
 
 LOG_TAIL_LINES = 25
+# Lines that say what went wrong, from compilers and linkers (``ld.lld: error: undefined symbol``).
+_ERROR_LINE = re.compile(r"\berror:|undefined (symbol|reference)", re.IGNORECASE)
+ERROR_LINES = 80  # shown at most, whole
 COMMAND_TIME = "# fwbuild:"
 # Less free space than this where a command failed: say that the disk is (nearly) full.
 LOW_SPACE = 1 << 20
@@ -122,6 +126,7 @@ class Context:
             full = low_space_note(where)
             raise StepError(
                 f"`{describe(argv)}` failed with exit code {proc.returncode} in {where}.\n"
+                f"{log_errors(self.log_path)}"
                 f"--- last lines of {self.log_path} ---\n{log_tail(self.log_path)}\n"
                 f"--- full log: {self.log_path}{full}",
                 package=self.package.name,
@@ -230,6 +235,34 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     except FileNotFoundError:
         return "(no log)"
     return b"".join(tail).decode(errors="replace").rstrip()
+
+
+def error_excerpt(output: str, limit: int = ERROR_LINES) -> str:
+    """The lines of a compiler's or linker's output that say what went wrong, whole.
+
+    A link that misses 30 symbols says so in 30 ``error:`` lines, each followed by where the
+    symbol is used: all of them are kept, cut on line boundaries, never mid-word. Without
+    such lines, the output's last ``limit`` lines."""
+    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
+    chosen = [line for line in lines if _ERROR_LINE.search(line)] or lines[-limit:]
+    if len(chosen) > limit:
+        chosen = [*chosen[:limit], f"… and {len(chosen) - limit} more error line(s)"]
+    return "\n".join(chosen) or "(no output)"
+
+
+def log_errors(path: Path) -> str:
+    """The log's error lines that its last lines do not show (most of a long link error is
+    above them), as a section of a failure message; "" when the tail shows them all."""
+    try:
+        text = path.read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = text.splitlines()
+    tail = lines[-LOG_TAIL_LINES:]
+    errors = [line for line in lines if _ERROR_LINE.search(line)]
+    if not errors or all(line in tail for line in errors):
+        return ""
+    return f"--- error lines of {path} ---\n{error_excerpt(chr(10).join(errors))}\n"
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:

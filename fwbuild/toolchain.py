@@ -90,25 +90,6 @@ class Toolchain(Protocol):
 # The strip for zig's targets: zig ships none, and binutils' strip reads only the host's ELF.
 DEFAULT_STRIP = "llvm-strip"
 STRIP_INSTALL = "apt-get install llvm (scripts/setup-debian installs it)"
-# What a failing compile or strip shows at most: every relevant line, never cut mid-line.
-_EXCERPT_LINES = 80
-
-
-def error_excerpt(output: str, limit: int = _EXCERPT_LINES) -> str:
-    """The lines of a compiler's or linker's output that say what went wrong, whole.
-
-    A link that misses 30 symbols says so in 30 ``error:`` lines (each followed by where the
-    symbol is referenced): all of them are kept, cut on line boundaries, instead of the last
-    few hundred characters. Without such lines, the output's last ``limit`` lines."""
-    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
-    relevant = [line for line in lines if "error" in line.lower() or "undefined" in line.lower()]
-    chosen = relevant or lines[-limit:]
-    if len(chosen) > limit:
-        more = len(chosen) - limit
-        chosen = [*chosen[:limit], f"… and {more} more line(s) like these"]
-    return "\n".join(chosen) or "(no output)"
-
-
 _VERSIONS: dict[tuple[str, str], dict[str, str]] = {}
 
 
@@ -284,6 +265,8 @@ class _TargetToolchain:
         cannot read its ELF files (the host's binutils strip on a non-x86 target), fails here,
         named, before any package is built. The object is compiled and stripped before the
         program is linked, so a wrong strip is found without waiting for a libc to build."""
+        from fwbuild.steps import error_excerpt  # steps names the Toolchain type: no cycle
+
         self.ensure_wrappers()
         src = work / "warmup.c"
         src.write_text("int main(void) { return 0; }\n")
@@ -305,6 +288,8 @@ class _TargetToolchain:
             self._check_strip(built)
 
     def _check_strip(self, built: Path) -> None:
+        from fwbuild.steps import error_excerpt
+
         copy = built.with_name(built.name + ".stripped")
         shutil.copyfile(built, copy)
         result = subprocess.run(

@@ -149,3 +149,59 @@ def test_the_strip_is_part_of_the_toolchain_identity(
         "i686-linux-gnu-strip"
     )
     assert other.key("hello", "configure") != key
+
+
+def _missing_symbols_header(path: Path) -> list[str]:
+    """A header whose includer calls 30 functions that exist nowhere."""
+    names = [f"fwbuild_missing_symbol_{i:02d}" for i in range(30)]
+    path.write_text(
+        "".join(f"void {n}(void);\n" for n in names)
+        + "__attribute__((constructor)) static void use_them(void) {\n"
+        + "".join(f"    {n}();\n" for n in names)
+        + "}\n"
+    )
+    return names
+
+
+def _every_symbol_named_whole(output: str, names: list[str]) -> None:
+    shown = [line for line in output.splitlines() if "undefined symbol: " in line]
+    for name in names:
+        assert any(line.endswith(f"undefined symbol: {name}") for line in shown), (name, output)
+
+
+def test_doit_toolchain_names_every_missing_symbol_whole(
+    tmp_path: Path, server: FaultServer, dist: Dist
+) -> None:
+    """The board's flags make the trivial program miss 30 symbols: `doit toolchain` shows all
+    30 ``undefined symbol`` lines, each whole (it showed zig's last 600 characters: 2 of
+    them, the first cut mid-word)."""
+    proj = make_project(tmp_path / "proj", dist, server.url)
+    names = _missing_symbols_header(tmp_path / "missing.h")
+    board = proj / "configs" / "board.toml"
+    flags = f'cflags = ["-O2", "-include", "{tmp_path / "missing.h"}"]'
+    board.write_text(board.read_text().replace('cflags = ["-O2"]', flags))
+    run = run_doit(proj, "rootfs")
+    assert run.returncode != 0
+    assert "Traceback" not in run.output
+    assert "cannot build a trivial static program" in run.output
+    _every_symbol_named_whole(run.output, names)
+
+
+def test_a_failing_link_step_names_every_missing_symbol_whole(
+    tmp_path: Path, server: FaultServer, dist: Dist
+) -> None:
+    """A package's link missing 30 symbols: the failure shows every ``undefined symbol`` line
+    of the log, whole, although the log's last lines hold only a few of them."""
+    proj = make_project(tmp_path / "proj", dist, server.url)
+    names = _missing_symbols_header(tmp_path / "missing.h")
+    recipe = proj / "recipes" / "hello.py"
+    text = recipe.read_text()
+    assert 'return ["GATE=' in text
+    # the compiler includes the header in every compile (CFLAGS keep their -I for libgreet)
+    include = f'"CC=" + ctx.env["CC"] + " -include {tmp_path / "missing.h"}", '
+    recipe.write_text(text.replace('return ["GATE=', f"return [{include}" + '"GATE='))
+    run = run_doit(proj, "rootfs")
+    assert run.returncode != 0
+    assert "Traceback" not in run.output
+    assert "build:hello" in run.output and "error lines of" in run.output
+    _every_symbol_named_whole(run.output, names)
