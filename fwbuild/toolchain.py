@@ -117,8 +117,12 @@ def _tool_versions(
         cached = {}
     if probe not in cached:
         cached[probe] = {name: _first_line(argv, lines) for name, argv in commands.items()}
-        with contextlib.suppress(OSError):  # only a cache: asking again next time is fine
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
+        # Only a cache: asking again next time is fine. Written only into a build directory
+        # that exists: loading a board that has never built (doit list) leaves nothing behind.
+        with contextlib.suppress(OSError):
+            if not cache_file.parent.parent.is_dir():
+                raise FileNotFoundError(cache_file.parent.parent)
+            cache_file.parent.mkdir(exist_ok=True)
             atomic_write(cache_file, json.dumps(cached, indent=1))
     _VERSIONS[memo] = cached[probe]
     return cached[probe]
