@@ -24,6 +24,7 @@ import ast
 import hashlib
 import inspect
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -41,6 +42,20 @@ ENGINE_DIR = Path(fwbuild.__file__).resolve().parent
 # never sees a digest of a file edited since; the bytes are read and parsed once per version.
 _FILES: dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]] = {}
 _LOCAL: dict[tuple[str, str], str | None] = {}  # (recipes dir, module) -> its file, if there
+_REAL: dict[str, str] = {}  # directory -> its real path
+_CLASS_FILES: dict[str, str | None] = {}  # module name -> the real path of its file
+
+# Import statements as they are written, one per match (a parenthesised name list may span
+# lines), at any indentation: parsing only these is much cheaper than parsing the whole file.
+_IMPORT_STATEMENT = re.compile(
+    rb"(?m)^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)|import[ \t]+[^\n]*)"
+)
+# Where an import statement can hide from that pattern: after ``;`` or ``:`` on one line
+# (``if x: import y``), or continued with a backslash. Then the whole file is parsed.
+_HIDDEN_IMPORT = re.compile(
+    rb"(?m)[;:][ \t]*(?:import|from[ \t]+[\w.]+[ \t]+import)[ \t]"
+    rb"|^[ \t]*(?:from|import)[ \t][^\n#]*\\\r?$"
+)
 
 
 def _read(path: str) -> tuple[tuple[int, ...], str, tuple[str, ...]]:
@@ -62,18 +77,37 @@ def file_digest(path: str) -> str:
 
 def _imported_names(source: bytes, path: str) -> tuple[str, ...]:
     """Every module an ``import``/``from … import`` statement anywhere in the file names, with
-    the submodule a ``from package import name`` may mean."""
-    try:
-        tree = ast.parse(source, filename=path)
-    except SyntaxError:
-        return ()  # the recipe loader reports it; its digest still covers the file
+    the submodule a ``from package import name`` may mean.
+
+    The statements a pattern finds are parsed on their own, unless an import could hide from
+    it (after ``;`` or ``:``, or a backslash continuation) or one of them does not parse: then
+    the whole file is parsed, so nothing is missed. A statement-like line in a string is taken
+    for one, which can only add a file to the key, never leave one out."""
+    statements = _IMPORT_STATEMENT.findall(source)
+    tree = None
+    if not _HIDDEN_IMPORT.search(source):
+        try:
+            tree = ast.parse(b"\n".join(s.strip() for s in statements))
+        except SyntaxError:
+            tree = None
+    if tree is None:
+        try:
+            tree = ast.parse(source, filename=path)
+        except SyntaxError:
+            return ()  # the recipe loader reports it; its digest still covers the file
     names: list[str] = []
-    for node in ast.walk(tree):
+    todo: list[ast.AST] = [tree]
+    while todo:  # statements only: an import is never inside an expression
+        node = todo.pop()
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.append(node.module)
-            names += [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.module and not node.level:
+                names.append(node.module)
+                names += [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+                todo += getattr(node, field, ())
     return tuple(names)
 
 
@@ -93,17 +127,18 @@ def _local_module(recipes_dir: str, name: str) -> str | None:
     return found
 
 
-def _module_closure(first: Iterable[str], recipes_dir: str) -> set[str]:
+def _module_closure(first: Iterable[str], recipes_dir: str) -> dict[str, str]:
     """The files of the recipes directory reachable from ``first`` through import statements
-    (a package's ``__init__`` included when one of its submodules is imported)."""
-    seen: set[str] = set()
+    (a package's ``__init__`` included when one of its submodules is imported), with their
+    digests."""
+    seen: dict[str, str] = {}
     todo = list(first)
     while todo:
         path = todo.pop()
         if path in seen:
             continue
-        seen.add(path)
-        for name in _read(path)[2]:
+        _, seen[path], imports = _read(path)
+        for name in imports:
             parts = name.split(".")
             for i in range(1, len(parts) + 1):  # a.b.c runs a/__init__, a/b/__init__, a/b/c
                 found = _local_module(recipes_dir, ".".join(parts[:i]))
@@ -112,15 +147,34 @@ def _module_closure(first: Iterable[str], recipes_dir: str) -> set[str]:
     return seen
 
 
+def _real_dir(directory: str) -> str:
+    """A directory's real path, memoised: a no-op asks for every package's files, and resolving
+    links costs a system call per path component."""
+    real = _REAL.get(directory)
+    if real is None:
+        real = _REAL[directory] = os.path.realpath(directory)
+    return real
+
+
+def _real(path: str) -> str:
+    """A file's path with its directory's real path (the file itself may be a link: its bytes
+    are what counts, read through it)."""
+    directory, name = os.path.split(path)
+    return os.path.join(_real_dir(directory), name)
+
+
 def _class_file(cls: type) -> str | None:
+    if cls.__module__ in _CLASS_FILES:
+        return _CLASS_FILES[cls.__module__]
     module = sys.modules.get(cls.__module__)
     path = getattr(module, "__file__", None)
     if path is None:
         try:
             path = inspect.getfile(cls)
         except TypeError:  # a built-in class (object)
-            return None
-    return os.path.realpath(path)
+            path = None
+    found = _CLASS_FILES[cls.__module__] = _real(path) if path else None
+    return found
 
 
 def code_inputs(pkg: Package) -> list[list[str]]:
@@ -134,31 +188,31 @@ def files_digests(
     cls: type, recipe_file: Path, recipes_dir: Path, settings: Mapping[str, object]
 ) -> list[list[str]]:
     """:func:`code_inputs` of a recipe class loaded from ``recipe_file``."""
-    rdir = os.path.realpath(recipes_dir)
-    first = [os.path.realpath(recipe_file)]
+    rdir = _real_dir(os.fspath(recipes_dir))
+    engine = str(ENGINE_DIR)
+    first = [_real(os.fspath(recipe_file))]
     for ref in settings.values():
+        found = None
         if isinstance(ref, str):  # "module:Model", a module beside the recipes
             found = _local_module(rdir, ref.partition(":")[0])
-            if found is not None:
-                first.append(found)
         elif isinstance(ref, type):
-            first.append(_class_file(ref) or "")
-    engine = str(ENGINE_DIR)
-    first = first[:1] + [f for f in first[1:] if _under(f, rdir) or _under(f, engine)]
+            found = _class_file(ref)
+        if found is not None and (_under(found, rdir) or _under(found, engine)):
+            first.append(found)
     files = _module_closure(first, rdir)
     for klass in cls.__mro__:
         path = _class_file(klass)
-        if path is not None and (_under(path, engine) or _under(path, rdir)):
-            files.add(path)
+        if path is not None and path not in files and (_under(path, engine) or _under(path, rdir)):
+            files[path] = file_digest(path)
     rows = []
-    for path in files:
+    for path, digest in files.items():
         if _under(path, rdir):
-            shown = "recipes/" + os.path.relpath(path, rdir)
+            shown = "recipes/" + path[len(rdir) + 1 :]
         elif _under(path, engine):
-            shown = "fwbuild/" + os.path.relpath(path, engine)
+            shown = "fwbuild/" + path[len(engine) + 1 :]
         else:
             shown = path
-        rows.append([shown, file_digest(path)])
+        rows.append([shown, digest])
     return sorted(rows)
 
 

@@ -16,9 +16,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from support.doitrun import doit_env, run_doit
 
 import fwbuild
+from fwbuild.codedigest import _imported_names
 
 BOARD = """\
 [board]
@@ -238,3 +240,25 @@ def test_readme_rebuild_matrix_names_existing_tests() -> None:
         assert named, f"row names no test: {row}"
         for file, name in named:
             assert re.search(rf"(?m)^def {name}\(", (repo / file).read_text()), (file, name)
+
+
+IMPORT_FORMS = {
+    "after a semicolon": ("x = 1; import _a\n", "_a"),
+    "after a colon": ("if x: import _b\n", "_b"),
+    "backslash continued": ("from _c \\\n    import d\n", "_c.d"),
+    "parenthesised, in a function": ("def f():\n    from _e import (\n        g,\n    )\n", "_e"),
+    "in an except clause": ("try:\n    pass\nexcept ImportError:\n    import _j\n", "_j"),
+    "after a docstring naming import": ('"""\nimport the thing\n"""\nimport _m\n', "_m"),
+    "in a match case": ("match x:\n    case 1:\n        import _n\n", "_n"),
+    "deep in a method": (
+        "class A:\n    def f(self):\n        with x:\n            for i in y:\n"
+        "                import _o\n",
+        "_o",
+    ),
+}
+
+
+@pytest.mark.parametrize(("source", "module"), IMPORT_FORMS.values(), ids=IMPORT_FORMS.keys())
+def test_every_form_of_import_statement_is_found(source: str, module: str) -> None:
+    """The cheap pattern plus its fall-back to a full parse find an import written any way."""
+    assert module in _imported_names(source.encode(), "recipe.py")
