@@ -23,6 +23,18 @@ tree (``foo -> ../bar/foo``) extract as they are. With ``strip_top``, a link tha
 above the single top-level directory (``pkg-1.0/x -> ../y``) is refused too, since that
 directory becomes the tree.
 
+How: the archive is read once, as a stream. Python's ``tarfile`` reads the headers (and
+decompresses), every entry is checked by the rules above, and only then is it handed to GNU tar,
+which writes the files (a fraction of ``tarfile``'s CPU per file: it no longer resolves two real
+paths per entry nor sets times and modes in Python). What tar is given is not the archive's own
+bytes but a canonical re-encoding of what was checked: one plain header per entry, written here
+from the checked name, type, size, link and time, the mode normalised as ``tarfile``'s ``data``
+filter does (no set-id bits, no group or other write, owner read-write; directories the default
+mode), no owners; the file data follows byte for byte. So tar cannot read an entry differently
+from the checks (no parser differential), and an entry reaches tar only after it passed: tar
+never holds an entry the rules would refuse later. Without GNU tar (or with
+``FWBUILD_UNPACK=python``) ``tarfile`` extracts, with the same checks and its ``data`` filter.
+
 Nothing is left behind on failure: the archive is unpacked into a scratch directory beside
 ``dest`` that is removed on any error. A full disk, a read-only or unwritable destination is
 reported as such, naming the directory (the download is fine and is kept); only a damaged
@@ -31,14 +43,23 @@ archive is worth fetching again.
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import errno
+import functools
+import gzip
 import lzma
 import os
+import resource
 import shutil
+import signal
+import subprocess
 import tarfile
+import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, BinaryIO, cast
 
 from fwbuild.errors import UnpackError
 
@@ -98,6 +119,8 @@ class _Layout:
             kind = "symlink"
         elif member.islnk():
             kind = "hardlink"
+        elif member.issparse():  # its data is a map, not the file: nothing to hand on as it is
+            raise _Refused(name, "is a sparse file, an entry type source archives do not use")
         elif member.isreg():
             kind = "file"
         else:
@@ -233,17 +256,15 @@ def extract_tarball(archive: Path, dest: Path, *, package: str, strip_top: bool 
     staging = dest.with_name(dest.name + ".unpack")
     layout = _Layout()
     top: str | None = None
+    tool = _gnu_tar()
     try:
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(staging, members=_checked(tar, layout), filter=_check_member)
-            # tarfile stops at the end-of-archive blocks, before the end of the compressed
-            # stream, whose checksum (gzip's CRC, bz2's, xz's) is therefore never verified:
-            # read the rest so a damaged archive is an error, not a silently altered tree.
-            while tar.fileobj is not None and tar.fileobj.read(1 << 20):
-                pass
+        if tool is not None:
+            _extract_with_tar(tool, archive, staging, layout)
+        else:
+            _extract_with_tarfile(archive, staging, layout)
         top = _single_top(layout) if strip_top else None
         if top is not None:
             layout.check_inside(top)
@@ -261,6 +282,14 @@ def extract_tarball(archive: Path, dest: Path, *, package: str, strip_top: bool 
             "files, directories and links that stay inside its tree; check where it came from",
             package=package,
         ) from None
+    except _ToolFailed as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UnpackError(
+            f"cannot unpack {archive} into {staging}: GNU tar ({tool}) failed: {exc}. Check "
+            f"{dest.parent} and the disk it is on, then run the build again; the archive itself "
+            "read correctly and needs no fetching again",
+            package=package,
+        ) from None
     except OSError as exc:
         if exc.errno is None:  # gzip's BadGzipFile, bz2's "Invalid data stream": the archive
             shutil.rmtree(staging, ignore_errors=True)
@@ -275,6 +304,229 @@ def extract_tarball(archive: Path, dest: Path, *, package: str, strip_top: bool 
         staging.rmdir()
     else:
         staging.rename(dest)
+
+
+def _extract_with_tarfile(archive: Path, staging: Path, layout: _Layout) -> None:
+    with tarfile.open(archive) as tar:
+        tar.extractall(staging, members=_checked(tar, layout), filter=_check_member)
+        # tarfile stops at the end-of-archive blocks, before the end of the compressed
+        # stream, whose checksum (gzip's CRC, bz2's, xz's) is therefore never verified:
+        # read the rest so a damaged archive is an error, not a silently altered tree.
+        while tar.fileobj is not None and tar.fileobj.read(1 << 20):
+            pass
+
+
+# --- streaming through GNU tar ------------------------------------------------------------------
+UNPACK_ENV = "FWBUILD_UNPACK"  # "python": extract with tarfile even where GNU tar is installed
+_BLOCK = tarfile.BLOCKSIZE
+
+
+class _ToolFailed(Exception):
+    """GNU tar failed on a stream that read correctly, for no reason it named as an errno."""
+
+
+@functools.cache
+def _gnu_tar_at(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return path if version.stdout.startswith("tar (GNU tar)") else None
+
+
+def _gnu_tar() -> str | None:
+    """GNU tar's path, if installed and not switched off (its options below are GNU's)."""
+    if os.environ.get(UNPACK_ENV, "") == "python":
+        return None
+    return _gnu_tar_at(shutil.which("tar"))
+
+
+def _decompressed(archive: Path) -> BinaryIO:
+    """The archive's tar stream, whatever the compression (told by its first bytes, not its
+    name). These readers check the compressed stream's own checksum at its end."""
+    with open(archive, "rb") as fh:
+        magic = fh.read(6)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.open(archive, "rb")  # type: ignore[return-value]
+    if magic[:3] == b"BZh":
+        return bz2.open(archive, "rb")  # type: ignore[return-value]
+    if magic == b"\xfd7zXZ\x00":
+        return lzma.open(archive, "rb")  # type: ignore[return-value]
+    return open(archive, "rb")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _header(member: tarfile.TarInfo, name: str, umask: int) -> bytes:
+    """One canonical header for a checked entry: its checked name, type, size, link and time,
+    the mode as the ``data`` filter makes it, no owners. Plain ustar when the fields fit (most
+    entries, a few microseconds), else tarfile's pax encoding of the same fields."""
+    if member.isreg():
+        mode = member.mode & 0o755
+        if not mode & 0o100:
+            mode &= ~0o111  # not executable by its owner: by nobody
+        mode |= 0o600
+        size, kind, link = member.size, tarfile.REGTYPE, ""
+    elif member.isdir():
+        mode, size, kind, link = 0o777 & ~umask, 0, tarfile.DIRTYPE, ""
+    elif member.issym():
+        mode, size, kind, link = 0o777, 0, tarfile.SYMTYPE, member.linkname
+    else:  # a hard link, to the checked name of a file before it
+        mode, size, kind = 0o644, 0, tarfile.LNKTYPE
+        link = "/".join(_components(member.linkname))
+    mtime = int(member.mtime)
+    try:
+        raw_name = name.encode("ascii")
+        raw_link = link.encode("ascii")
+    except UnicodeEncodeError:
+        raw_name = raw_link = b"\xff" * 101  # not plain ASCII: pax below
+    if len(raw_name) <= 100 and len(raw_link) <= 100 and 0 <= mtime < 8**11 and size < 8**11:
+        block = b"".join((
+            raw_name.ljust(100, b"\0"), _octal(mode, 8), _octal(0, 8), _octal(0, 8),
+            _octal(size, 12), _octal(mtime, 12), b" " * 8, kind, raw_link.ljust(100, b"\0"),
+            b"ustar\x0000", bytes(64), _octal(0, 8), _octal(0, 8), bytes(167),
+        ))  # fmt: skip
+        return block[:148] + b"%06o\0 " % sum(block) + block[156:]
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.mtime, info.linkname = kind, mode, size, mtime, link
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+class _Relay:
+    """The decompressed archive as ``tarfile`` reads it, passed on to tar only once checked.
+
+    Bytes read are kept until the entry they belong to is admitted: its headers are then
+    replaced by the canonical one (:func:`_header`) and its data passed on as it is, up to the
+    end of its last block. So tar sees entries only in the order, and only after, the checks.
+    """
+
+    def __init__(self, raw: BinaryIO, sink: IO[bytes]) -> None:
+        self.raw, self.sink = raw, sink
+        self.held = bytearray()
+        self.start = 0  # stream offset of held[0]
+        self.cleared = 0  # stream offset up to which the bytes belong to admitted entries
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.held += data
+        self._pass(self.cleared)
+        return data
+
+    def _pass(self, upto: int) -> None:
+        count = min(upto - self.start, len(self.held))
+        if count > 0:
+            self.sink.write(self.held[:count])
+            del self.held[:count]
+            self.start += count
+
+    def _drop(self, upto: int) -> None:
+        count = upto - self.start
+        if count > 0:
+            del self.held[:count]
+            self.start += count
+
+    def admit(self, member: tarfile.TarInfo, header: bytes | None) -> None:
+        """Pass on what came before ``member`` (the data of admitted entries), then its
+        canonical header instead of its own (``None``: the entry is left out), then its data."""
+        self._pass(min(member.offset, self.cleared))
+        self._drop(member.offset_data)
+        if header is not None:
+            self.sink.write(header)
+        data = -(-member.size // _BLOCK) * _BLOCK if member.isreg() else 0
+        self.cleared = member.offset_data + data
+        self._pass(self.cleared)
+
+    def finish(self) -> None:
+        """Pass on the last data, end the archive, and read the compressed stream to its end
+        (its checksum: a damaged tail is an error, not a silently altered tree)."""
+        self._pass(self.cleared)
+        self.sink.write(bytes(2 * _BLOCK))
+        self.held.clear()
+        while self.raw.read(1 << 20):
+            pass
+
+
+_TAR_OPTIONS = (
+    "--no-same-owner",  # owners are not a source tree's business (root would restore them)
+    "--same-permissions",  # exactly the canonical headers' modes
+    "--warning=no-timestamp",  # an mtime of 0 (reproducible archives) is not worth a line
+)
+
+
+def _extract_with_tar(tool: str, archive: Path, staging: Path, layout: _Layout) -> None:
+    umask = _umask()
+    env = {**os.environ, "LC_ALL": "C"}  # its messages in English, as os.strerror's are
+    env.pop("LANGUAGE", None)
+    argv = [tool, "-x", "-f", "-", "-C", str(staging), *_TAR_OPTIONS]
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env
+        )
+        assert proc.stdin is not None
+        try:
+            # (a broken pipe: tar stopped reading; its status and message say why, below)
+            with contextlib.suppress(BrokenPipeError), proc.stdin, _decompressed(archive) as raw:
+                relay = _Relay(raw, proc.stdin)
+                source = cast(IO[bytes], relay)
+                with tarfile.open(fileobj=source, mode="r|", bufsize=1 << 20) as stream:
+                    for member in stream:
+                        layout.admit(member)
+                        name = "/".join(_components(member.name))
+                        relay.admit(member, _header(member, name, umask) if name else None)
+                relay.finish()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        status = proc.wait()
+        if status == 0:
+            return
+        if status == -signal.SIGXFSZ:  # a file size limit (ulimit -f) stopped it
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(staging))
+        errors.seek(0)
+        message = errors.read().decode(errors="replace")
+        if status < 0:
+            message += f"\nkilled by signal {signal.Signals(-status).name}"
+        raise _tar_error(message, staging, tool)
+
+
+def _tar_error(message: str, staging: Path, tool: str) -> Exception:
+    """tar's failure as the OSError it reports (the errno told by its text), else _ToolFailed."""
+    lines = [line.removeprefix(f"{tool}: ") for line in message.strip().splitlines()]
+    lines = [line for line in lines if not line.startswith("Exiting with failure status")]
+    for line in lines:
+        for code in (*_DISK_FULL, *_NO_WRITE, errno.EIO, errno.ENOENT, errno.ENOTDIR):
+            text = os.strerror(code)
+            if line.endswith(": " + text):
+                entry = line.split(": ", 1)[0]
+                return OSError(code, text, str(staging / entry))
+    for line in lines:
+        if "Wrote only" in line:  # a short write: the disk filled up, or a file size limit
+            entry = line.split(": ", 1)[0]
+            code = _short_write_cause(staging)
+            return OSError(code, os.strerror(code), str(staging / entry))
+    return _ToolFailed("; ".join(lines[-3:]) or "no message")
+
+
+def _short_write_cause(staging: Path) -> int:
+    """Why a write stopped short (tar names no errno then): a full disk, else a size limit."""
+    with contextlib.suppress(OSError):
+        stats = os.statvfs(staging)
+        if stats.f_bavail * stats.f_frsize < (1 << 20):
+            return errno.ENOSPC
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return errno.EFBIG if limit != resource.RLIM_INFINITY else errno.EIO
 
 
 def _damaged(archive: Path, exc: BaseException, package: str) -> UnpackError:

@@ -1,0 +1,110 @@
+"""Unpacking through GNU tar (issue 15) makes the tree that tarfile's own extraction made.
+
+The safety rules are tested in tests/test_safety_unpack.py (on the GNU tar path, the default
+where tar is installed); here the two ways of writing the tree are compared on an archive with
+what source archives hold and what a re-encoding could get wrong: names past ustar's 100 bytes,
+non-ASCII names, pax and GNU long-name headers, set-id and read-only modes, a directory without
+write permission, hard and symbolic links, a file repeated, times of 0 and far in the future.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from fwbuild.unpack import UNPACK_ENV, _gnu_tar, extract_tarball
+
+LONG = "pkg-1.0/" + "/".join(["a-rather-long-directory-name-" + "x" * 20] * 3) + "/file.c"
+
+
+def _member(tar: tarfile.TarFile, name: str, kind: bytes, **kw: object) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    data = kw.pop("data", None)
+    for key, value in kw.items():
+        setattr(info, key, value)
+    if isinstance(data, bytes):
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    else:
+        tar.addfile(info)
+
+
+def _archive(path: Path, fmt: int, long: str = LONG) -> Path:
+    F, D, S, H = tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
+    with tarfile.open(path, "w:gz", format=fmt) as tar:
+        _member(tar, "pkg-1.0", D, mode=0o755, mtime=1_000_000)
+        _member(tar, "pkg-1.0/ro", D, mode=0o555, mtime=0)  # no write permission
+        _member(tar, "pkg-1.0/ro/inside.c", F, mode=0o444, data=b"ro\n")
+        _member(tar, "pkg-1.0/configure", F, mode=0o775, data=b"#!/bin/sh\n", uid=1000)
+        far = 2**33 + 5 if fmt != tarfile.USTAR_FORMAT else 2**33 - 5  # past 8**11 for pax/GNU
+        _member(tar, "pkg-1.0/setuid", F, mode=0o4755, data=b"s\n", mtime=far)
+        _member(tar, "pkg-1.0/group-x", F, mode=0o610, data=b"g\n")
+        _member(tar, long, F, mode=0o644, data=b"long\n" * 1000)
+        _member(tar, "pkg-1.0/naïve-ünïcode.txt", F, mode=0o644, data="ü\n".encode())
+        _member(tar, "pkg-1.0/include/l.h", S, linkname="../" + long.split("/", 1)[1])
+        _member(tar, "pkg-1.0/hard.c", H, linkname="./pkg-1.0/configure", mode=0o775)
+        _member(tar, "pkg-1.0/NEWS", F, mode=0o644, data=b"old\n")
+        _member(tar, "pkg-1.0/NEWS", F, mode=0o644, data=b"new\n", mtime=7)
+        _member(tar, "pkg-1.0/empty", F, mode=0o644, data=b"")
+    return path
+
+
+def _tree(root: Path) -> dict[str, tuple[object, ...]]:
+    seen: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            rel = path.relative_to(root).as_posix()
+            if stat.S_ISLNK(st.st_mode):
+                seen[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                seen[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            else:
+                seen[rel] = ("file", stat.S_IMODE(st.st_mode), path.read_bytes(), st.st_mtime)
+    return seen
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_gnu_tar_and_tarfile_make_the_same_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: int
+) -> None:
+    assert _gnu_tar() is not None, "GNU tar is part of every Debian system (scripts/setup-debian)"
+    # ustar holds no name past 255 bytes (split in prefix and name), nor an mtime past 2**33
+    long = "pkg-1.0/" + "y" * 90 + "/f.c" if fmt == tarfile.USTAR_FORMAT else LONG
+    archive = _archive(tmp_path / "pkg-1.0.tar.gz", fmt, long)
+    made: dict[str, dict[str, tuple[object, ...]]] = {}
+    for way in ("tar", "python"):
+        monkeypatch.setenv(UNPACK_ENV, way)
+        extract_tarball(archive, tmp_path / way / "src", package="pkg")
+        made[way] = _tree(tmp_path / way / "src")
+        assert sorted(p.name for p in (tmp_path / way).iterdir()) == ["src"]
+    assert made["tar"] == made["python"]
+    tree = made["tar"]
+    assert tree["setuid"][1] == 0o755 and tree["group-x"][1] == 0o600  # data filter's modes
+    assert tree["ro/inside.c"][1] == 0o644 and tree["ro"][0] == "dir"
+    assert tree["NEWS"][2] == b"new\n" and tree["include/l.h"][0] == "link"
+    src = tmp_path / "tar" / "src"
+    assert (src / "hard.c").stat().st_ino == (src / "configure").stat().st_ino
+    assert os.access(src / "ro", os.W_OK)  # a patch can add files there
+
+
+def test_without_gnu_tar_tarfile_extracts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine whose ``tar`` is not GNU tar (or has none) still unpacks, with tarfile."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "tar"
+    fake.write_text("#!/bin/sh\necho 'bsdtar 3.6.2'\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.delenv(UNPACK_ENV, raising=False)
+    assert _gnu_tar() is None
+    archive = _archive(tmp_path / "pkg-1.0.tar.gz", tarfile.PAX_FORMAT)
+    extract_tarball(archive, tmp_path / "src", package="pkg")
+    assert (tmp_path / "src" / "NEWS").read_bytes() == b"new\n"
