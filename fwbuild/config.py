@@ -151,6 +151,14 @@ class Board:
         with contextlib.suppress(OSError):  # only a cache: validating again next time is fine
             atomic_write(cache, json.dumps(sorted(keys)))
 
+    @property
+    def has_budget(self) -> bool:
+        """Whether the board sets a size budget (``[rootfs] max_size``/``package_limits``,
+        ``[image]``; fwbuild.sizes): without one, a build need not import the checks."""
+        rootfs = self.data.get("rootfs", {})
+        keys = rootfs.keys() if isinstance(rootfs, dict) else {"not a table"}
+        return "image" in self.data or bool({"max_size", "package_limits", "not a table"} & keys)
+
     def variant(self, name: str) -> bool:
         if name not in self.variants:
             known = ", ".join(sorted(self.variants)) or "none"

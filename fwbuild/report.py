@@ -352,12 +352,14 @@ class BuildReporter(ConsoleReporter):
 def _only_pictures(records: list[TaskRecord]) -> bool:
     """Whether only picture tasks (fwbuild.graphs) ran: they keep the last build's report, which
     is what ``doit graph-build`` draws."""
-    from fwbuild.graphs import PICTURE_TASKS
-
     worked = [
         r.task.partition(":")[0].lstrip("_") for r in records if r.result in {"ran", "failed"}
     ]
-    return bool(worked) and all(t in PICTURE_TASKS for t in worked)
+    if not worked:
+        return False  # (a no-op need not import fwbuild.graphs)
+    from fwbuild.graphs import PICTURE_TASKS
+
+    return all(t in PICTURE_TASKS for t in worked)
 
 
 def _lock_build(project: Project) -> None:

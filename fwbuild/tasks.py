@@ -18,8 +18,11 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from doit.task import DelayedLoader
+
 from fwbuild.actions import guarded
 from fwbuild.cache import covers
+from fwbuild.errors import BuildError
 from fwbuild.project import Project
 from fwbuild.stages import BY_NAME, STAGES, TABLE, Stage
 from fwbuild.stamps import stamp_matches, write_stamp
@@ -285,18 +288,43 @@ def make_tasks(project: Project) -> dict[str, Callable[[], Any]]:
         task_source=task_source,
         task_toolchain=task_toolchain,
         task_pin=task_pin,
-        task_dirclean=task_dirclean,
     )
-    from fwbuild.graphs import graph_tasks  # graph-depends, graph-build, graph-size
+    if project.board.has_budget:
+        from fwbuild.sizes import read_budget  # a bad budget stops the build before it starts
 
-    tasks.update(graph_tasks(project))
-    from fwbuild.cve import cve_tasks  # cve-check
+        read_budget(project)
+    creators: dict[str, Any] = {
+        name.removeprefix("task_"): TaskCreator(make) for name, make in tasks.items()
+    }
+    creators["dirclean"] = LaterTaskCreator(task_dirclean)
+    for basename, (module, function, creator) in LATER_TASKS.items():
+        creators[basename] = LaterTaskCreator(_from_module(project, module, function, creator))
+    return creators
 
-    tasks.update(cve_tasks(project))
-    from fwbuild.sourcecheck import source_check_tasks  # source-check
 
-    tasks.update(source_check_tasks(project))
-    return {name.removeprefix("task_"): TaskCreator(make) for name, make in tasks.items()}
+# Tasks made only when asked for (and by `doit list`), from modules no build imports otherwise:
+# doit task name -> (module, its function returning task creators, the creator's name there).
+LATER_TASKS = {
+    "_graph-depends": ("fwbuild.graphs", "graph_tasks", "task_graph_depends_all"),
+    "graph-depends": ("fwbuild.graphs", "graph_tasks", "task_graph_depends"),
+    "graph-build": ("fwbuild.graphs", "graph_tasks", "task_graph_build"),
+    "graph-size": ("fwbuild.graphs", "graph_tasks", "task_graph_size"),
+    "cve-check": ("fwbuild.cve", "cve_tasks", "task_cve_check"),
+    "source-check": ("fwbuild.sourcecheck", "source_check_tasks", "task_source_check"),
+}
+
+
+def _from_module(project: Project, module: str, function: str, creator: str) -> Callable[[], Any]:
+    def make() -> Any:
+        import importlib
+
+        found = getattr(importlib.import_module(module), function)(project)[creator]
+        created = found()
+        if isinstance(created, dict) and "doc" not in created and found.__doc__:
+            created["doc"] = found.__doc__
+        return created
+
+    return make
 
 
 class TaskCreator:
@@ -314,6 +342,22 @@ class TaskCreator:
         if isinstance(created, dict) and "doc" not in created and self.make.__doc__:
             created["doc"] = self.make.__doc__
         return created
+
+
+class LaterTaskCreator(TaskCreator):
+    """A task creator doit calls only when one of its tasks is asked for, or for ``doit list``
+    (doit's delayed creation): a no-op build neither imports what these tasks need nor holds a
+    doit Task per package for them (``dirclean:<pkg>``, ``graph-depends:<pkg>``)."""
+
+    def create_doit_tasks(self) -> Any:
+        try:
+            return super().create_doit_tasks()
+        except BuildError as exc:  # raised inside doit's run loop: doit's way, no traceback
+            from doit.exceptions import InvalidTask
+
+            raise InvalidTask(f"fwbuild: {exc}") from None
+
+    create_doit_tasks.doit_create_after = DelayedLoader(create_doit_tasks)  # type: ignore[attr-defined]
 
 
 def _unstamp(project: Project, name: str, stage: str) -> None:

@@ -31,7 +31,6 @@ from _ppp_source import PPP_SOURCE, PPP_TARBALL
 
 from fwbuild.errors import BuildError
 from fwbuild.kconfig import merge, parse_fragment, read_config, verify
-from fwbuild.patching import PatchFile, apply_series
 from fwbuild.recipe import GitSource, Package, Patch, Source
 
 FRAGMENTS = "configs/linux"
@@ -130,6 +129,8 @@ class Linux(Package):
             staging.mkdir()
             for n in patches:
                 (staging / n).write_bytes(tar.extractfile(names[n]).read())
+            from fwbuild.patching import PatchFile, apply_series  # (not on every start-up)
+
             apply_series(tree, [PatchFile(staging / n, 1) for n in patches], package=self.name)
             for n in ("sha1.c", "sha1.h", "arcfour.c", "arcfour.h", "ppp_mppe_compress.c"):
                 (tree / "drivers" / "net" / n).write_bytes(tar.extractfile(names[n]).read())
