@@ -50,7 +50,6 @@ from fwbuild.stamps import ENGINE_STAMP_VERSION, write_stamp
 from fwbuild.steps import Context, clean_env
 from fwbuild.toolchain import build_triplet
 from fwbuild.trees import copy_tree, guard_for, remove_tree, replace_tree
-from fwbuild.unpack import extract_tarball
 
 if TYPE_CHECKING:
     from fwbuild.project import Project
@@ -325,6 +324,8 @@ def fresh_tree(project: Project, pkg: Package) -> None:
                     if override and override.tarball
                     else project.local_file(sources[0])
                 )
+                from fwbuild.unpack import extract_tarball  # (not on a no-op's start-up)
+
                 extract_tarball(tarball, tmp, package=name)
         series = [PatchFile(project.local_file(p), p.strip) for p in pkg.active_patches()]
         series += [PatchFile(p, 1) for p in pkg.own_patches]
