@@ -186,6 +186,7 @@ class Project:
     _closures: dict[str, list[str]] = field(default_factory=dict, repr=False)
     # keys of dynamic packages, kept only while one outermost ``key()`` call computes
     _scratch: dict[tuple[str, str], str] | None = field(default=None, repr=False)
+    _loaded_from: tuple[Path, Path | None] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, board_file: Path, project_dir: Path | None = None) -> Project:
@@ -194,9 +195,18 @@ class Project:
             board=board,
             overrides=load_overrides(board.overrides_file, board.checked),
             pins=Pins.load(board.paths.pins),
+            _loaded_from=(board_file, project_dir),
         )
         project._load_packages()
         return project
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as what loads it: doit (``-n``) sends a task made after its worker processes
+        started (fwbuild.tasks.LaterTaskCreator's, e.g. ``dirclean:<pkg>``) to a worker whole,
+        and a recipe's class cannot be pickled (its module is loaded from a file)."""
+        if self._loaded_from is None:
+            raise TypeError("only a project made by Project.load can be pickled")
+        return (Project.load, self._loaded_from)
 
     # --- the board's schema ---------------------------------------------------------------------
     def section_models(self) -> dict[str, Any]:
