@@ -363,25 +363,29 @@ def report_results(project: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def first_build(
-    tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, dist: Dist
+    tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, dist: Dist, dav: DavServer
 ) -> Iterator[tuple[Path, Path, FaultServer]]:
-    """Checkout A built with an empty shared cache directory."""
+    """Checkout A built with an empty shared cache directory and the WebDAV server."""
     with FaultServer(mirror_root) as srv:
         root = tmp_path_factory.mktemp("shared")
         cache_dir = root / "cache"
         a = make_project(root / "a", dist, srv.url)
         add_secret_packages(a)
-        run = run_doit(a, "rootfs", env=doit_env(FWBUILD_CACHE_DIR=str(cache_dir)))
+        env = doit_env(FWBUILD_CACHE_DIR=str(cache_dir), FWBUILD_CACHE_URL=dav.url + "/shared")
+        run = run_doit(a, "rootfs", env=env)
         assert run.returncode == 0, run.output
         assert {"build:libgreet", "build:hello", "install:secret"} <= run.ran
         yield a, cache_dir, srv
 
 
-def test_secrets_never_reach_the_cache(first_build: tuple[Path, Path, FaultServer]) -> None:
+def test_secrets_never_reach_the_cache(
+    first_build: tuple[Path, Path, FaultServer], dav: DavServer
+) -> None:
     a, cache_dir, _ = first_build
-    records = [json.loads(p.read_text()) for p in (cache_dir / FORMAT / "ac").iterdir()]
-    assert sorted(r["package"] for r in records) == ["hello", "libgreet"]
-    assert TOKEN.encode() not in cache_bytes(cache_dir)
+    for root in (cache_dir, dav.www / "cache" / "shared"):  # the directory and the server
+        records = [json.loads(p.read_text()) for p in (root / FORMAT / "ac").iterdir()]
+        assert sorted(r["package"] for r in records) == ["hello", "libgreet"]
+        assert TOKEN.encode() not in cache_bytes(root)
     assert (a / "build" / "secret" / "staging" / "etc" / "secret").read_text().startswith(TOKEN)
 
 
