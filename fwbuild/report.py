@@ -263,7 +263,7 @@ class BuildReporter(ConsoleReporter):
             restored = origin(self.project, record.package or "", record.stage)
             if restored is not None:  # the stage's output was restored, not made (fwbuild.cache)
                 record.result = FROM_CACHE
-                record.why = [*record.why, f"restored from the build cache {restored}"]
+                record.why = [f"restored from the build cache {restored}", *record.why]
         if record._t0:
             record.seconds = round(time.monotonic() - record._t0, 3)
         if message is not None:
