@@ -7,15 +7,16 @@ what the package's stages produce, so a stage key that hashes only the recipe fi
 stale build. :func:`code_inputs` lists them all, each with the digest of its file:
 
 - every module of the recipes directory the recipe imports, transitively, found by reading the
-  ``import`` statements anywhere in each file (``ast``; a function-local import counts the same
-  as one at the top, and nothing is imported to find them);
+  ``import`` statements anywhere in each file (parsed with ``ast``; a function-local import
+  counts the same as one at the top, and nothing is imported to find them);
 - the modules of the recipes directory its settings models live in (``"_settings:Vpn"``);
 - the file of every class in the recipe class's MRO that is defined in the engine package or in
   the recipes directory (derived from the MRO: a new package kind needs no list edited here).
 
 Standard-library and third-party imports are not followed (they are part of the environment,
-not of the project). Each file is read and parsed once per process: a no-op build asks for
-every package's key, and packages share most of these files.
+not of the project). Each version of a file is read and parsed once per process (a stat tells
+whether it changed): a no-op build asks for every package's key, and packages share most of
+these files.
 """
 
 from __future__ import annotations
