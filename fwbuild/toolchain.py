@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -243,9 +244,26 @@ class _TargetToolchain:
 
     def ensure_wrappers(self) -> None:
         commands = self.wrapper_commands()
+        if self.ldflags:
+            for name in ("cc", "gcc", "c++"):
+                commands[name] = self._linking(commands[name])
         strip = self.strip_binary() or self.strip_command()
         commands["strip"] = f'exec "{strip}" "$@"'
         _write_wrappers(self.bindir, self.triplet, commands, self.wrapper_preamble())
+
+    def _linking(self, command: str) -> str:
+        """The compiler's wrapper with the board's ldflags added to every link it does.
+
+        Not (only) in LDFLAGS: many old Makefiles link without it, and recipes empty it to keep
+        the host's flags out (ppp's does), so a flag the target needs at every link (zig's
+        ARMv5 runtime needs GNU's atomic helpers, see configs/armv5te.toml) would miss some.
+        A command with -c, -S, -E or -M links nothing and gets nothing."""
+        flags = " ".join(shlex.quote(f) for f in self.ldflags)
+        return (
+            'for arg in "$@"; do\n'
+            '  case "$arg" in -c|-S|-E|-M|-MM) ' + command + " ;; esac\n"
+            "done\n" + command + " " + flags
+        )
 
     def env(self) -> dict[str, str]:
         self.ensure_wrappers()
@@ -258,7 +276,8 @@ class _TargetToolchain:
             "STRIP": str(self.tool("strip")),
             "OBJCOPY": str(self.tool("objcopy")),
             "CFLAGS": " ".join(["-Os", *self.cflags]),
-            "LDFLAGS": " ".join(["-static", *self.ldflags]),
+            # the ldflags ride on the compiler's wrapper, to every link (_linking)
+            "LDFLAGS": "-static",
             "CROSS_TRIPLET": self.triplet,
             **self.extra_env(),
         }
@@ -279,7 +298,7 @@ class _TargetToolchain:
         cc = [str(self.tool("cc")), "-Os", *self.cflags]
         for argv, built in (
             ([*cc, "-c", "-o", str(obj), str(src)], obj),
-            ([*cc, "-static", *self.ldflags, "-o", str(program), str(src)], program),
+            ([*cc, "-static", "-o", str(program), str(src)], program),  # + ldflags: wrapper
         ):
             result = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
             if result.returncode != 0:

@@ -205,3 +205,40 @@ def test_a_failing_link_step_names_every_missing_symbol_whole(
     assert "Traceback" not in run.output
     assert "build:hello" in run.output and "error lines of" in run.output
     _every_symbol_named_whole(run.output, names)
+
+
+def test_board_ldflags_reach_a_link_whose_ldflags_the_recipe_emptied(
+    tmp_path: Path, server: FaultServer, dist: Dist
+) -> None:
+    """The board's ldflags ride on the compiler's wrapper: a link gets them even when the
+    recipe passes ``LDFLAGS=`` (ppp's does). Here they name an object whose constructor
+    prints a line: hello, linked with ``LDFLAGS=-static``, prints it under qemu."""
+    import subprocess
+    import sys
+
+    from conftest import need
+
+    mark = tmp_path / "mark.o"
+    (tmp_path / "mark.c").write_text(
+        "#include <stdio.h>\n"
+        '__attribute__((constructor)) static void mark(void) { puts("board ldflags linked"); }\n'
+    )
+    subprocess.run([sys.executable, "-m", "ziglang", "cc", "-target", "x86-linux-musl",
+                    "-mcpu=i586", "-c", "-o", str(mark), str(tmp_path / "mark.c")],
+                   check=True)  # fmt: skip
+    proj = make_project(tmp_path / "proj", dist, server.url)
+    board = proj / "configs" / "board.toml"
+    text = board.read_text().replace('cflags = ["-O2"]', f'cflags = ["-O2"]\nldflags = ["{mark}"]')
+    board.write_text(text)
+    recipe = proj / "recipes" / "hello.py"
+    # LDFLAGS on make's line: only the dependencies' -L (as a recipe keeping flags out would)
+    only_l = '"LDFLAGS=" + " ".join(f for f in ctx.env["LDFLAGS"].split() if f[:2] == "-L"), '
+    recipe.write_text(recipe.read_text().replace('return ["GATE=', f"return [{only_l}" + '"GATE='))
+    run = run_doit(proj, "install:hello")
+    assert run.returncode == 0, run.output
+    build_log = (proj / "build" / "hello" / "logs" / "build.log").read_text()
+    assert "LDFLAGS=-L" in build_log and str(mark) not in build_log
+    hello = proj / "build" / "hello" / "staging" / "usr" / "bin" / "hello"
+    result = subprocess.run([need("qemu-i386"), "-cpu", "pentium", str(hello)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.stdout.splitlines()[0] == "board ldflags linked", result.stdout
