@@ -39,12 +39,10 @@ from fwbuild.trees import (
     claim,
     conflict_at,
     guard_for,
-    new_tree,
     open_dir,
     open_root,
-    remove_tree,
-    replace_tree,
     split,
+    staged_tree,
 )
 
 ELF_MAGIC = b"\x7fELF"
@@ -201,114 +199,29 @@ def assemble(project: Project) -> list[Entry]:
     claim(project.board.paths.output, OUTPUT_SETTING, guard)
     project.rootfs_stamp.unlink(missing_ok=True)
     rootfs.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_tree(
-        rootfs.with_name(f".{rootfs.name}.new"), setting=ROOTFS_SETTING, guard=guard, what="rootfs"
-    )
     entries: dict[str, Entry] = {}
-    strip = project.toolchain.env()["STRIP"]
-    tree = _Tree(tmp)
-    try:
-        for name, pkg in project.packages.items():
-            staging = project.stagingdir(name)
-            files, missing = expand_target_files(pkg, staging)
-            if missing:
-                raise BuildError(
-                    f"{staging} lacks {', '.join(missing)} (target_files of {pkg.recipe_file}); "
-                    f"run `doit install:{name}` again",
-                    package=name,
+    with staged_tree(rootfs, setting=ROOTFS_SETTING, guard=guard, what="rootfs") as tmp:
+        tree = _Tree(tmp)
+        try:
+            _put_packages(project, tree, entries)
+            _put_overlay(project, tree, entries)
+            if "/" + MARKER in entries:
+                raise ConfigError(
+                    f"/{MARKER} is the build's ownership marker and cannot be a file of the "
+                    "image; rename it in the package or the overlay"
                 )
-            for rel, mode in files:
-                path = "/" + rel
-                if path in entries:
-                    raise BuildError(
-                        f"packages {entries[path].package} and {name} both install {path}; "
-                        f"remove it from the target_files of one of them ({pkg.recipe_file})",
-                        package=name,
-                    )
-                src = staging / rel
-                try:
-                    if src.is_symlink():
-                        target = os.readlink(src)
-                        tree.put_link(rel, target)
-                        entries[path] = Entry(path, "l", 0o777, package=name, target=target)
-                        continue
-                    tree.put_file(rel, src)
-                except TreeConflict as c:
-                    raise _conflict(
-                        entries,
-                        c,
-                        f"{pkg.recipe_file}: {path} (target_files of {name})",
-                        "install it at the link's target instead, or drop the link",
-                    ) from None
-                if mode & 0o111:
-                    _strip(strip, tmp / rel)
-                entries[path] = Entry(path, "f", mode, package=name)
-        overlay = project.board.overlay
-        if overlay and overlay.is_dir():
-            for dirpath, dirnames, filenames in os.walk(overlay):
-                dirnames.sort()
-                links = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
-                for fname in sorted([*filenames, *links]):
-                    src = Path(dirpath) / fname
-                    rel = src.relative_to(overlay).as_posix()
-                    try:
-                        if src.is_symlink():
-                            target = os.readlink(src)
-                            tree.put_link(rel, target)
-                            entries["/" + rel] = Entry(
-                                "/" + rel, "l", 0o777, package="overlay", target=target
-                            )
-                            continue
-                        tree.put_file(rel, src)
-                    except TreeConflict as c:
-                        raise _conflict(
-                            entries,
-                            c,
-                            f"overlay file {src}",
-                            "move it in the overlay to where the link points, or drop the link",
-                        ) from None
-                    mode = src.stat().st_mode & 0o7777
-                    entries["/" + rel] = Entry("/" + rel, "f", mode, package="overlay")
-        if "/" + MARKER in entries:
-            raise ConfigError(
-                f"/{MARKER} is the build's ownership marker and cannot be a file of the image; "
-                "rename it in the package or the overlay"
-            )
-        if project.board.permissions:
-            for perm, where in parse_permission_lines(project.board.permissions):
-                _apply_permission(tree, entries, perm, where)
-        for name, pkg in project.packages.items():  # what recipes say the image must provide
-            for need in pkg.needs_devices:
-                if need.path not in entries:
-                    kind = need.kind
-                    try:
-                        tree.make_parent(need.path)
-                    except TreeConflict as c:
-                        what = f"{pkg.recipe_file}: device {need.path}"
-                        fix = "fix the link or the device's path"
-                        raise _conflict(entries, c, what, fix) from None
-                    entries[need.path] = Entry(need.path, kind, need.mode, package=name,
-                                               major=need.major, minor=need.minor)  # fmt: skip
-        _add_directories(tmp, entries)
-        epoch = source_date_epoch()
-        for entry in entries.values():
-            if entry.type in {"f", "d", "l"}:
-                try:
-                    tree.finish(entry, epoch)
-                except TreeConflict as c:
-                    who = entry.package or "a directory"
-                    fix = "fix the package, overlay or permissions line"
-                    raise _conflict(entries, c, f"{entry.path} ({who})", fix) from None
-        from fwbuild import sizes
+            if project.board.permissions:
+                for perm, where in parse_permission_lines(project.board.permissions):
+                    _apply_permission(tree, entries, perm, where)
+            _put_needed_devices(project, tree, entries)
+            _add_directories(tmp, entries)
+            _finish_entries(tree, entries)
+            from fwbuild import sizes
 
-        sizes.check_rootfs(project, entries.values())  # the flash budget, before any swap
-    except BaseException:
-        tree.close()
-        remove_tree(tmp, setting=ROOTFS_SETTING, guard=guard)
-        raise
-    tree.close()
+            sizes.check_rootfs(project, entries.values())  # the flash budget, before any swap
+        finally:
+            tree.close()
     manifest = sorted(entries.values(), key=lambda e: e.path)
-    replace_tree(tmp, rootfs, setting=ROOTFS_SETTING, guard=guard)
     write_manifest(project, manifest)
     write_outputs(project, manifest, guard)
     write_stamp(
@@ -318,6 +231,107 @@ def assemble(project: Project) -> list[Entry]:
         seconds=round(time.monotonic() - started, 3),
     )
     return manifest
+
+
+def _put_packages(project: Project, tree: _Tree, entries: dict[str, Entry]) -> None:
+    """Every package's target files from its staging directory, executables stripped."""
+    strip = project.toolchain.env()["STRIP"]
+    for name, pkg in project.packages.items():
+        staging = project.stagingdir(name)
+        files, missing = expand_target_files(pkg, staging)
+        if missing:
+            raise BuildError(
+                f"{staging} lacks {', '.join(missing)} (target_files of {pkg.recipe_file}); "
+                f"run `doit install:{name}` again",
+                package=name,
+            )
+        for rel, mode in files:
+            path = "/" + rel
+            if path in entries:
+                raise BuildError(
+                    f"packages {entries[path].package} and {name} both install {path}; "
+                    f"remove it from the target_files of one of them ({pkg.recipe_file})",
+                    package=name,
+                )
+            src = staging / rel
+            try:
+                if src.is_symlink():
+                    target = os.readlink(src)
+                    tree.put_link(rel, target)
+                    entries[path] = Entry(path, "l", 0o777, package=name, target=target)
+                    continue
+                tree.put_file(rel, src)
+            except TreeConflict as c:
+                raise _conflict(
+                    entries,
+                    c,
+                    f"{pkg.recipe_file}: {path} (target_files of {name})",
+                    "install it at the link's target instead, or drop the link",
+                ) from None
+            if mode & 0o111:
+                _strip(strip, tree.root / rel)
+            entries[path] = Entry(path, "f", mode, package=name)
+
+
+def _put_overlay(project: Project, tree: _Tree, entries: dict[str, Entry]) -> None:
+    """The board's overlay files and links, over the packages' (modes as on disk)."""
+    overlay = project.board.overlay
+    if not overlay or not overlay.is_dir():
+        return
+    for dirpath, dirnames, filenames in os.walk(overlay):
+        dirnames.sort()
+        links = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        for fname in sorted([*filenames, *links]):
+            src = Path(dirpath) / fname
+            rel = src.relative_to(overlay).as_posix()
+            try:
+                if src.is_symlink():
+                    target = os.readlink(src)
+                    tree.put_link(rel, target)
+                    entries["/" + rel] = Entry(
+                        "/" + rel, "l", 0o777, package="overlay", target=target
+                    )
+                    continue
+                tree.put_file(rel, src)
+            except TreeConflict as c:
+                raise _conflict(
+                    entries,
+                    c,
+                    f"overlay file {src}",
+                    "move it in the overlay to where the link points, or drop the link",
+                ) from None
+            mode = src.stat().st_mode & 0o7777
+            entries["/" + rel] = Entry("/" + rel, "f", mode, package="overlay")
+
+
+def _put_needed_devices(project: Project, tree: _Tree, entries: dict[str, Entry]) -> None:
+    """The device nodes recipes say the image must provide, unless the table already has them."""
+    for name, pkg in project.packages.items():
+        for need in pkg.needs_devices:
+            if need.path in entries:
+                continue
+            try:
+                tree.make_parent(need.path)
+            except TreeConflict as c:
+                why = f", for {need.why}" if need.why else ""
+                what = f"{pkg.recipe_file}: device {need.path} (needs_devices{why})"
+                fix = "fix the link or the device's path"
+                raise _conflict(entries, c, what, fix) from None
+            entries[need.path] = Entry(need.path, need.kind, need.mode, package=name,
+                                       major=need.major, minor=need.minor)  # fmt: skip
+
+
+def _finish_entries(tree: _Tree, entries: dict[str, Entry]) -> None:
+    """Modes, sizes, digests and SOURCE_DATE_EPOCH times of every file, directory and link."""
+    epoch = source_date_epoch()
+    for entry in entries.values():
+        if entry.type in {"f", "d", "l"}:
+            try:
+                tree.finish(entry, epoch)
+            except TreeConflict as c:
+                who = entry.package or "a directory"
+                fix = "fix the package, overlay or permissions line"
+                raise _conflict(entries, c, f"{entry.path} ({who})", fix) from None
 
 
 def write_outputs(project: Project, manifest: list[Entry], guard: Guard | None = None) -> None:
@@ -330,16 +344,11 @@ def write_outputs(project: Project, manifest: list[Entry], guard: Guard | None =
     # An image holding files only root may read (a private key, chap-secrets) is itself a
     # secret: the directory is private from its creation and the images are 0600.
     secret = any(e.type == "f" and not e.mode & 0o004 for e in manifest)
-    tmp = new_tree(
-        out.with_name(f".{out.name}.new"),
-        setting=OUTPUT_SETTING,
-        guard=guard,
-        what="output directory",
-        mode=0o700 if secret else 0o755,
-    )
     rootfs = project.board.paths.rootfs
     epoch = source_date_epoch()
-    try:
+    mode = 0o700 if secret else 0o755
+    what = "output directory"
+    with staged_tree(out, setting=OUTPUT_SETTING, guard=guard, what=what, mode=mode) as tmp:
         names = []
         for name, pkg in project.packages.items():
             for image, rel in pkg.image_files.items():
@@ -365,10 +374,6 @@ def write_outputs(project: Project, manifest: list[Entry], guard: Guard | None =
         names.append("manifest.json")
         names.append(write_sbom(project, tmp))  # describes the files above (fwbuild.sbom)
         images.write_sha256sums(tmp, names)
-    except BaseException:
-        remove_tree(tmp, setting=OUTPUT_SETTING, guard=guard)
-        raise
-    replace_tree(tmp, out, setting=OUTPUT_SETTING, guard=guard)
 
 
 def _apply_permission(tree: _Tree, entries: dict[str, Entry], perm: Entry, where: str) -> None:

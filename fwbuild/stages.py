@@ -31,7 +31,6 @@ imports it, so the project can compute keys from this table without an import cy
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -49,7 +48,7 @@ from fwbuild.recipe import Package, Source, expand_target_files
 from fwbuild.stamps import ENGINE_STAMP_VERSION, write_stamp
 from fwbuild.steps import Context, clean_env
 from fwbuild.toolchain import build_triplet
-from fwbuild.trees import copy_tree, guard_for, remove_tree, replace_tree
+from fwbuild.trees import copy_tree, guard_for, staged_tree
 
 if TYPE_CHECKING:
     from fwbuild.project import Project
@@ -305,10 +304,12 @@ def fresh_tree(project: Project, pkg: Package) -> None:
     guard = guard_for(project)  # work trees are the build's by location (fwbuild.trees)
     setting = f"the source tree of {name} (under FWBUILD_BUILD_DIR)"
     work.mkdir(parents=True, exist_ok=True)
-    tmp = work / "src.new"
-    remove_tree(tmp, setting=setting, guard=guard)
     override = project.overrides.packages.get(name)
-    try:
+    final = project.srcdir(name)
+    # made by the copy or the unpacking below, so only cleared here
+    with staged_tree(
+        final, setting=setting, guard=guard, tmp=work / "src.new", create=False
+    ) as tmp:
         local = project.local_source_dir(pkg)
         if override and override.srcdir:
             copy_tree(override.srcdir, tmp)
@@ -342,11 +343,7 @@ def fresh_tree(project: Project, pkg: Package) -> None:
             return project.local_file(by_name[filename])
 
         pkg.post_patch(tmp, local_file)
-    except BaseException:
-        remove_tree(tmp, setting=setting, guard=guard)
-        raise
-    (work / TREE_STATE).write_text("pristine\n")
-    replace_tree(tmp, project.srcdir(name), setting=setting, guard=guard)
+        (work / TREE_STATE).write_text("pristine\n")
 
 
 def patch_inputs(project: Project, pkg: Package) -> dict[str, Any]:
@@ -443,12 +440,11 @@ def install_inputs(project: Project, pkg: Package) -> dict[str, Any]:
 def do_install(project: Project, pkg: Package) -> None:
     name = pkg.name
     final = project.stagingdir(name)
-    tmp = final.with_name("staging.new")
     guard = guard_for(project)
     setting = f"the staging directory of {name} (under FWBUILD_BUILD_DIR)"
-    remove_tree(tmp, setting=setting, guard=guard)
-    tmp.mkdir(parents=True)
-    try:
+    # mode 0o777: what mkdir gives under the umask, as the staging directory always had
+    tmp_name = final.with_name("staging.new")
+    with staged_tree(final, setting=setting, guard=guard, tmp=tmp_name, mode=0o777) as tmp:
         pkg.install(make_context(project, pkg, "install", tmp))
         _, missing = expand_target_files(pkg, tmp)
         if missing:
@@ -458,10 +454,6 @@ def do_install(project: Project, pkg: Package) -> None:
                 package=name,
                 log=project.log_path(name, "install"),
             )
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    replace_tree(tmp, final, setting=setting, guard=guard)
 
 
 def do_extra(project: Project, name: str, task: str) -> None:

@@ -34,7 +34,7 @@ import os
 import pwd
 import shutil
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -310,6 +310,37 @@ def replace_tree(new: Path, dest: Path, *, setting: str, guard: Guard) -> None:
     new.rename(dest)
     if os.path.lexists(old):
         shutil.rmtree(old)  # claimed above, under its own name
+
+
+@contextlib.contextmanager
+def staged_tree(
+    dest: Path,
+    *,
+    setting: str,
+    guard: Guard,
+    what: str | None = None,
+    mode: int = 0o755,
+    tmp: Path | None = None,
+    create: bool = True,
+) -> Iterator[Path]:
+    """Build a tree under a temporary name beside ``dest`` (``.<name>.new``, or ``tmp``) and put
+    it in place of ``dest`` when the block succeeds; remove it when the block fails. No
+    half-made tree ever has the real name, and a failed one leaves nothing behind.
+
+    ``what`` marks the new tree (``new_tree``); ``create`` False only clears the temporary name
+    (for work that makes the directory itself, as copying or unpacking a tree does)."""
+    new = tmp or _sibling(dest, "new")
+    if create:
+        new_tree(new, setting=setting, guard=guard, what=what, mode=mode)
+    else:
+        remove_tree(new, setting=setting, guard=guard)
+        new.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield new
+    except BaseException:
+        remove_tree(new, setting=setting, guard=guard)
+        raise
+    replace_tree(new, dest, setting=setting, guard=guard)
 
 
 def copy_tree(src: Path, dest: Path) -> None:
