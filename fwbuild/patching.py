@@ -303,6 +303,15 @@ def _drop_newline(old: list[bytes], new: list[bytes], last: int) -> None:
 
 def _parse_patch(pf: PatchFile, package: str) -> list[_Section]:
     data = _read_patch(pf, package)
+    items = _parsed_by_patch_ng(pf, package, data)
+    scan = _Scan(pf, package, io.BytesIO(data).readlines())
+    sections = [scan.section(item) for item in items]
+    scan.finish()
+    return sections
+
+
+def _parsed_by_patch_ng(pf: PatchFile, package: str, data: bytes) -> list[Any]:
+    """patch_ng's parse of the patch (its files and hunks); empty and binary diffs refused."""
     if not data.strip():
         raise PatchError(
             f"patch {pf.path} is empty. Put the diff in it or remove it from the series.",
@@ -326,61 +335,70 @@ def _parse_patch(pf: PatchFile, package: str) -> list[_Section]:
             "edited by hand.",
             package=package,
         )
-    lines = io.BytesIO(data).readlines()
-    n = len(lines)
-    i = 0
-    pending_git: int | None = None  # a "diff --git" header that has not reached its ---/+++
-    git_mode: bytes | None = None  # the file mode its extended header gives (120000: a symlink)
-    sections: list[_Section] = []
+    return list(ps.items)
 
-    def inconsistent(where: int) -> PatchError:
+
+class _Scan:
+    """The patch's lines, read once from the top alongside patch_ng's items: the headers between
+    sections (git extended headers, refused when unsupported) and each section's hunks, checked
+    against what patch_ng parsed."""
+
+    def __init__(self, pf: PatchFile, package: str, lines: list[bytes]) -> None:
+        self.pf, self.package, self.lines = pf, package, lines
+        self.i = 0
+        self.pending_git: int | None = None  # a "diff --git" header not yet at its ---/+++
+        self.git_mode: bytes | None = None  # the mode its extended header gives (120000: link)
+
+    def inconsistent(self, where: int) -> PatchError:
         return PatchError(
-            f"patch {pf.path} is ambiguous around line {where + 1}: the diff headers and hunks "
-            "cannot be matched up reliably. Regenerate the patch with 'diff -u'.",
-            package=package,
+            f"patch {self.pf.path} is ambiguous around line {where + 1}: the diff headers and "
+            "hunks cannot be matched up reliably. Regenerate the patch with 'diff -u'.",
+            package=self.package,
         )
 
-    def header_line(idx: int) -> None:
-        nonlocal pending_git, git_mode
-        line = lines[idx]
+    def metadata_only(self, idx: int) -> PatchError:
+        return PatchError(
+            f"patch {self.pf.path} line {idx + 1} is a git diff without content "
+            f"('{self.lines[idx].decode(errors='replace').strip()}': an empty file or a "
+            "mode-only change), which is not supported. Drop it from the patch or give the file "
+            "content.",
+            package=self.package,
+        )
+
+    def header_line(self, idx: int) -> None:
+        line = self.lines[idx]
         for prefix, what in _UNSUPPORTED_HEADERS:
             if line.startswith(prefix):
                 raise PatchError(
-                    f"patch {pf.path} line {idx + 1} describes {what} (git extended header "
+                    f"patch {self.pf.path} line {idx + 1} describes {what} (git extended header "
                     f"'{line.decode(errors='replace').strip()}'), which is not supported. "
                     "Rewrite that part as a plain content diff.",
-                    package=package,
+                    package=self.package,
                 )
         if line.startswith(b"diff --git "):
-            if pending_git is not None:
-                metadata_only(pending_git)
-            pending_git = idx
-            git_mode = None
-        elif pending_git is not None:
+            if self.pending_git is not None:
+                raise self.metadata_only(self.pending_git)
+            self.pending_git = idx
+            self.git_mode = None
+        elif self.pending_git is not None:
             m = _GIT_MODE_RE.match(line)
             if m:
-                git_mode = m.group(1)
+                self.git_mode = m.group(1)
 
-    def metadata_only(idx: int) -> None:
-        raise PatchError(
-            f"patch {pf.path} line {idx + 1} is a git diff without content "
-            f"('{lines[idx].decode(errors='replace').strip()}': an empty file or a mode-only "
-            "change), which is not supported. Drop it from the patch or give the file content.",
-            package=package,
-        )
-
-    for item in ps.items:
+    def section(self, item: Any) -> _Section:
+        """The next file's section: its ---/+++ headers and the hunks patch_ng found in it."""
+        lines, n = self.lines, len(self.lines)
         while True:
-            if i + 1 >= n:
-                raise inconsistent(min(i, n - 1))
-            if lines[i].startswith(b"--- ") and lines[i + 1].startswith(b"+++ "):
+            if self.i + 1 >= n:
+                raise self.inconsistent(min(self.i, n - 1))
+            if lines[self.i].startswith(b"--- ") and lines[self.i + 1].startswith(b"+++ "):
                 break
-            header_line(i)
-            i += 1
-        pending_git = None
-        symlink = git_mode == _SYMLINK_MODE
-        git_mode = None
-        start = i
+            self.header_line(self.i)
+            self.i += 1
+        self.pending_git = None
+        symlink = self.git_mode == _SYMLINK_MODE
+        self.git_mode = None
+        start = i = self.i
         # A section whose headers end in CRLF went through a DOS conversion: like GNU patch
         # ("Stripping trailing CRs from patch"), drop the CR from each of its lines.
         strip_cr = lines[i].endswith(b"\r\n") and lines[i + 1].endswith(b"\r\n")
@@ -391,27 +409,30 @@ def _parse_patch(pf: PatchFile, package: str) -> list[_Section]:
         for number, h in enumerate(item.hunks, 1):
             m = _HUNK_RE.match(lines[i]) if i < n else None
             if m is None or int(m.group(1)) != h.startsrc or int(m.group(3)) != h.starttgt:
-                raise inconsistent(min(i, n - 1))
+                raise self.inconsistent(min(i, n - 1))
             at = i + 1
             i += 1 + len(h.text)
             if i > n:
-                raise inconsistent(n - 1)
+                raise self.inconsistent(n - 1)
             marker = False
             while i < n and lines[i].startswith(b"\\"):
                 marker = True
                 i += 1
-            hunks.append(_hunk_from_ng(h, number, at, marker, strip_cr, pf, package))
+            hunks.append(_hunk_from_ng(h, number, at, marker, strip_cr, self.pf, self.package))
         if not hunks:
-            raise inconsistent(start)
-        sections.append(
-            _make_section(pf, package, start + 1, old_raw, old_ts, new_raw, new_ts, hunks, symlink)
+            raise self.inconsistent(start)
+        self.i = i
+        return _make_section(
+            self.pf, self.package, start + 1, old_raw, old_ts, new_raw, new_ts, hunks, symlink
         )
-    while i < n:
-        header_line(i)
-        i += 1
-    if pending_git is not None:
-        metadata_only(pending_git)
-    return sections
+
+    def finish(self) -> None:
+        """The lines after the last section: headers only, none of them a file left empty."""
+        while self.i < len(self.lines):
+            self.header_line(self.i)
+            self.i += 1
+        if self.pending_git is not None:
+            raise self.metadata_only(self.pending_git)
 
 
 def _make_section(

@@ -27,6 +27,8 @@ from fwbuild.project import Project
 from fwbuild.stages import BY_NAME, STAGES, TABLE, Stage
 from fwbuild.stamps import stamp_matches, write_stamp
 
+Creators = dict[str, Callable[[], Any]]  # doit task creators by "task_<name>"
+
 
 def run_stage(project: Project, name: str, stage: str) -> Any:
     return guarded(project, lambda: BY_NAME[stage].run(project, name))
@@ -154,8 +156,29 @@ def make_tasks(project: Project) -> dict[str, Callable[[], Any]]:
     The actions get the project itself (doit's worker processes are forked with the tasks, so
     nothing is pickled), not a name to look it up by."""
     _fixed_signature(stage_uptodate, rootfs_uptodate, toolchain_uptodate, source_uptodate)
+    tasks: Creators = {
+        **_stage_tasks(project),
+        **_extra_tasks(project),
+        **_alias_tasks(project),
+        **_board_tasks(project),
+        "task_pin": _pin_task(project),
+    }
+    if project.board.has_budget:
+        from fwbuild.sizes import read_budget  # a bad budget stops the build before it starts
+
+        read_budget(project)
+    creators: dict[str, Any] = {
+        name.removeprefix("task_"): TaskCreator(make) for name, make in tasks.items()
+    }
+    creators["dirclean"] = LaterTaskCreator(_dirclean_task(project))
+    for basename, (module, function, creator) in LATER_TASKS.items():
+        creators[basename] = LaterTaskCreator(_from_module(project, module, function, creator))
+    return creators
+
+
+def _stage_tasks(project: Project) -> Creators:
+    """``fetch:<pkg>`` … ``install:<pkg>``: one group per stage of the table (fwbuild.stages)."""
     names = list(project.packages)
-    tasks: dict[str, Callable[[], Any]] = {}
 
     def stage_group(stage: Stage) -> Callable[[], Iterator[dict[str, Any]]]:
         def gen() -> Iterator[dict[str, Any]]:
@@ -175,8 +198,70 @@ def make_tasks(project: Project) -> dict[str, Callable[[], Any]]:
         gen.__name__ = f"task_{stage.name}"
         return gen
 
-    for stage in TABLE:
-        tasks[f"task_{stage.name}"] = stage_group(stage)
+    return {f"task_{stage.name}": stage_group(stage) for stage in TABLE}
+
+
+def _extra_tasks(project: Project) -> Creators:
+    """Tasks recipes add (``extra_tasks``, e.g. menuconfig), one group per task name."""
+    extra: dict[str, list[tuple[str, str]]] = {}
+    for name, pkg in project.packages.items():
+        for task, (_, doc) in pkg.extra_tasks.items():
+            extra.setdefault(task, []).append((name, doc))
+    tasks: Creators = {}
+    for task, members in extra.items():
+
+        def task_extra(task: str = task, members: list[tuple[str, str]] = members) -> Any:
+            yield {"basename": task, "name": None, "doc": members[0][1]}
+            for name, doc in members:
+                yield {
+                    "basename": task,
+                    "name": name,
+                    "doc": doc,
+                    "actions": [(run_extra, [project, name, task])],
+                    "task_dep": [f"configure:{name}"],
+                    "uptodate": [False],
+                    "verbosity": 2,
+                }
+
+        tasks[f"task_{task}"] = task_extra
+    return tasks
+
+
+def _alias_tasks(project: Project) -> Creators:
+    """The board's ``[tasks.<alias>]``: names for a list of tasks, each checked to exist."""
+    names = list(project.packages)
+    known = {f"{s}:{n}" for s in STAGES for n in names} | {"rootfs", "source", "toolchain"}
+    tasks: Creators = {}
+    for alias, spec in project.board.aliases.items():
+        unknown = [t for t in spec["run"] if t not in known]
+        if unknown:
+            from fwbuild.errors import ConfigError
+
+            raise ConfigError(
+                f"{project.board.file}: [tasks.{alias}] runs {', '.join(unknown)}, which this "
+                f"board does not have (its packages: {', '.join(names)})"
+            )
+
+        def task_alias(spec: dict[str, Any] = spec) -> dict[str, Any]:
+            return {"actions": None, "task_dep": list(spec["run"]), "doc": spec["doc"]}
+
+        tasks[f"task_{alias}"] = task_alias
+    return tasks
+
+
+def _board_tasks(project: Project) -> Creators:
+    """The tasks of the whole board: legal-info, rootfs, source and toolchain."""
+    names = list(project.packages)
+
+    def task_legal_info() -> dict[str, Any]:
+        """write $OUTPUT/legal-info: every package's licence files, patches and manifest.csv"""
+        return {
+            "basename": "legal-info",
+            "actions": [(run_legal_info, [project])],
+            "task_dep": [f"patch:{n}" for n in names],
+            "uptodate": [False],  # cheap, and the rootfs stage replaces the output directory
+            "verbosity": 2,
+        }
 
     def task_rootfs() -> dict[str, Any]:
         """build every package and merge them with the board's files into $ROOTFS_DIR"""
@@ -203,6 +288,18 @@ def make_tasks(project: Project) -> dict[str, Callable[[], Any]]:
             "verbosity": 2,
         }
 
+    return {
+        "task_legal_info": task_legal_info,
+        "task_rootfs": task_rootfs,
+        "task_source": task_source,
+        "task_toolchain": task_toolchain,
+    }
+
+
+def _pin_task(project: Project) -> Callable[[], Iterator[dict[str, Any]]]:
+    """``pin:<pkg>``, for the packages with files that have no digest yet."""
+    names = list(project.packages)
+
     def task_pin() -> Iterator[dict[str, Any]]:
         yield {
             "basename": "pin",
@@ -220,6 +317,13 @@ def make_tasks(project: Project) -> dict[str, Callable[[], Any]]:
                     "verbosity": 2,
                 }
 
+    return task_pin
+
+
+def _dirclean_task(project: Project) -> Callable[[], Iterator[dict[str, Any]]]:
+    """``dirclean:<pkg>``: forget a package's work tree and stamps."""
+    names = list(project.packages)
+
     def task_dirclean() -> Iterator[dict[str, Any]]:
         yield {
             "basename": "dirclean",
@@ -235,71 +339,7 @@ def make_tasks(project: Project) -> dict[str, Callable[[], Any]]:
                 "uptodate": [False],
             }
 
-    extra: dict[str, list[tuple[str, str]]] = {}
-    for name in names:
-        for task, (_, doc) in project.packages[name].extra_tasks.items():
-            extra.setdefault(task, []).append((name, doc))
-    for task, members in extra.items():
-
-        def task_extra(task: str = task, members: list[tuple[str, str]] = members) -> Any:
-            yield {"basename": task, "name": None, "doc": members[0][1]}
-            for name, doc in members:
-                yield {
-                    "basename": task,
-                    "name": name,
-                    "doc": doc,
-                    "actions": [(run_extra, [project, name, task])],
-                    "task_dep": [f"configure:{name}"],
-                    "uptodate": [False],
-                    "verbosity": 2,
-                }
-
-        tasks[f"task_{task}"] = task_extra
-
-    known = {f"{s}:{n}" for s in STAGES for n in names} | {"rootfs", "source", "toolchain"}
-    for alias, spec in project.board.aliases.items():
-        unknown = [t for t in spec["run"] if t not in known]
-        if unknown:
-            from fwbuild.errors import ConfigError
-
-            raise ConfigError(
-                f"{project.board.file}: [tasks.{alias}] runs {', '.join(unknown)}, which this "
-                f"board does not have (its packages: {', '.join(names)})"
-            )
-
-        def task_alias(spec: dict[str, Any] = spec) -> dict[str, Any]:
-            return {"actions": None, "task_dep": list(spec["run"]), "doc": spec["doc"]}
-
-        tasks[f"task_{alias}"] = task_alias
-
-    def task_legal_info() -> dict[str, Any]:
-        """write $OUTPUT/legal-info: every package's licence files, patches and manifest.csv"""
-        return {
-            "basename": "legal-info",
-            "actions": [(run_legal_info, [project])],
-            "task_dep": [f"patch:{n}" for n in names],
-            "uptodate": [False],  # cheap, and the rootfs stage replaces the output directory
-            "verbosity": 2,
-        }
-
-    tasks["task_legal_info"] = task_legal_info
-    tasks.update(
-        task_rootfs=task_rootfs,
-        task_source=task_source,
-        task_toolchain=task_toolchain,
-        task_pin=task_pin,
-    )
-    if project.board.has_budget:
-        from fwbuild.sizes import read_budget  # a bad budget stops the build before it starts
-
-        read_budget(project)
-    creators: dict[str, Any] = {
-        name.removeprefix("task_"): TaskCreator(make) for name, make in tasks.items()
-    }
-    creators["dirclean"] = LaterTaskCreator(task_dirclean)
-    for basename, (module, function, creator) in LATER_TASKS.items():
-        creators[basename] = LaterTaskCreator(_from_module(project, module, function, creator))
-    return creators
+    return task_dirclean
 
 
 # Tasks made only when asked for (and by `doit list`), from modules no build imports otherwise:
