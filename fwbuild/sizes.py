@@ -158,7 +158,7 @@ class Sizes:
 
 
 def sizes_of(entries: Iterable[Any], source: str = "") -> Sizes:
-    """From manifest entries: ``fwbuild.rootfs.Entry`` objects or their JSON dicts."""
+    """From manifest entries: ``fwbuild.manifest.Entry`` objects or their JSON dicts."""
     files: dict[str, FileSize] = {}
     for e in entries:
         get = e.get if isinstance(e, dict) else lambda k, e=e: getattr(e, k, None)
