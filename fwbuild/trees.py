@@ -343,14 +343,71 @@ def staged_tree(
     replace_tree(new, dest, setting=setting, guard=guard)
 
 
+VCS_DIRS = (".git", ".hg", ".svn")
+
+
 def copy_tree(src: Path, dest: Path) -> None:
-    """Copy a local source tree (an override) into ``dest``, leaving VCS metadata behind."""
-    shutil.copytree(
-        src,
-        dest,
-        symlinks=True,
-        ignore=shutil.ignore_patterns(".git", ".hg", ".svn"),
-    )
+    """Copy a local source tree (an override) into the new directory ``dest``, leaving VCS
+    metadata (:data:`VCS_DIRS`, at any depth) behind. Links are copied as links, never followed;
+    modes and times are kept, owners and hard links are not (as ``shutil.copytree`` does).
+
+    By GNU cp, with reflinks where the file system has them (a copy-on-write clone costs no
+    data): ``shutil.copytree`` took 2.3 times cp's time and CPU on a 4,400-file tree. Not hard
+    links: the tree is configured and built in place. Without GNU cp, ``shutil.copytree``."""
+    cp = _gnu_tool("cp")
+    if cp is None:
+        shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns(*VCS_DIRS))
+        return
+    entries = sorted(e for e in os.listdir(src) if e not in VCS_DIRS)
+    dest.mkdir()
+    try:
+        if entries:
+            _run_tool(
+                [cp, "-R", "--no-dereference", "--preserve=mode,timestamps", "--reflink=auto",
+                 "--", *(os.path.join(src, e) for e in entries), str(dest)],
+                dest,
+            )  # fmt: skip
+        for dirpath, dirnames, filenames in os.walk(dest):  # nested ones: a submodule's
+            for name in [d for d in dirnames if d in VCS_DIRS]:
+                shutil.rmtree(os.path.join(dirpath, name))
+                dirnames.remove(name)
+            for name in [f for f in filenames if f in VCS_DIRS]:  # a submodule's .git file
+                os.unlink(os.path.join(dirpath, name))
+        shutil.copystat(src, dest)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def _gnu_tool(name: str) -> str | None:
+    """The path of a GNU coreutils-style tool, if installed and GNU's (its options are)."""
+    import subprocess
+
+    path = shutil.which(name)
+    if path is None:
+        return None
+    try:
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return path if "GNU" in version.stdout.partition("\n")[0] else None
+
+
+def _run_tool(argv: list[str], where: Path) -> None:
+    """Run a copying tool; its failure as the OSError its message names (a full disk, a
+    read-only directory …: the build names those), else one that quotes it."""
+    import subprocess
+
+    env = {**os.environ, "LC_ALL": "C"}  # messages in English, as os.strerror's are
+    env.pop("LANGUAGE", None)
+    run = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    if run.returncode == 0:
+        return
+    message = run.stderr.strip()
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM):
+        if os.strerror(code) in message:
+            raise OSError(code, os.strerror(code), str(where))
+    raise OSError(errno.EIO, f"{os.path.basename(argv[0])} failed: {message[-500:]}", str(where))
 
 
 # --- inside a tree, never through a link ----------------------------------------------------------

@@ -62,6 +62,9 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from fwbuild.errors import UnpackError
+from fwbuild.trees import copy_tree
+
+__all__ = ["UNPACK_ENV", "copy_tree", "extract_tarball"]  # copy_tree: its home is fwbuild.trees
 
 _KIND_NAMES = {
     "dir": "directory",
@@ -574,14 +577,4 @@ def _cannot_write(
         f"cannot unpack {archive} into {staging}: {what}. {advice} The archive is not at fault: "
         f"keep it, it needs no fetching again (no partial tree was left in {where})",
         package=package,
-    )
-
-
-def copy_tree(src: Path, dest: Path) -> None:
-    """Copy a local source tree (an override) into ``dest``, leaving VCS metadata behind."""
-    shutil.copytree(
-        src,
-        dest,
-        symlinks=True,
-        ignore=shutil.ignore_patterns(".git", ".hg", ".svn"),
     )

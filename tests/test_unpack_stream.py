@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from fwbuild.trees import copy_tree
 from fwbuild.unpack import UNPACK_ENV, _gnu_tar, extract_tarball
 
 LONG = "pkg-1.0/" + "/".join(["a-rather-long-directory-name-" + "x" * 20] * 3) + "/file.c"
@@ -108,3 +109,33 @@ def test_without_gnu_tar_tarfile_extracts(tmp_path: Path, monkeypatch: pytest.Mo
     archive = _archive(tmp_path / "pkg-1.0.tar.gz", tarfile.PAX_FORMAT)
     extract_tarball(archive, tmp_path / "src", package="pkg")
     assert (tmp_path / "src" / "NEWS").read_bytes() == b"new\n"
+
+
+def test_copy_tree_makes_what_copytree_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An override tree copied by GNU cp equals shutil.copytree's copy: VCS metadata left out
+    at every depth (a submodule's .git file too), links kept as links, modes and times kept."""
+    src = tmp_path / "override"
+    (src / "sub" / "mod" / ".git").mkdir(parents=True)
+    (src / "sub" / "mod" / ".git" / "HEAD").write_text("ref\n")
+    (src / "sub" / "vendored").mkdir()
+    (src / "sub" / "vendored" / ".git").write_text("gitdir: ../../.git/modules/x\n")
+    (src / ".git").mkdir()
+    (src / ".svn").mkdir()
+    (src / "configure").write_text("#!/bin/sh\n")
+    (src / "configure").chmod(0o750)
+    os.utime(src / "configure", (1_000_000, 1_000_000))
+    (src / "sub" / "a.c").write_text("int a;\n")
+    (src / "link").symlink_to("sub/a.c")
+    (src / "dangling").symlink_to("/nonexistent/x")
+    (src / "empty").mkdir()
+    ours = tmp_path / "ours"
+    copy_tree(src, ours)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no cp: the shutil.copytree way
+    theirs = tmp_path / "theirs"
+    copy_tree(src, theirs)
+    assert _tree(ours) == _tree(theirs)
+    assert not (ours / ".git").exists() and not (ours / "sub" / "vendored" / ".git").exists()
+    assert (ours / "dangling").is_symlink() and (ours / "link").readlink() == Path("sub/a.c")
+    assert (ours / "configure").stat().st_mtime == 1_000_000
