@@ -18,6 +18,7 @@ board's recipes, which declare them (``Package.settings``), and are handed throu
     [image]      max_initramfs (a size budget)
     [downloads]  timeout, deadline, min_speed, max_size
     [cve]        feed_url, fail_on (``doit cve-check``, fwbuild.cve)
+    [kconfig]    package = [fragment files] for Kconfig packages (fwbuild.kinds)
     [toolchains.NAME]  further toolchains recipes can ask for (kind = "gcc", prefix, install)
     [tasks.NAME]       board-level task names: doc = "…", run = ["install:linux", …]
 

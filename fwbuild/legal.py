@@ -10,8 +10,10 @@ Writes ``<output>/legal-info/``, replaced whole::
         patches/            every patch of its series (downloaded ones and ours), with
         patches/series      the order they are applied in and their strip levels
 
-A declared licence file that the patched tree lacks is an error naming the package and the file;
-a package that declares none is listed with an empty ``license_files`` column and a warning.
+A declared licence file that the patched tree lacks, or whose text no longer matches the digest
+the recipe gives it (fwbuild.licensing), is an error naming the package, the file and both
+digests; a package that declares none is listed with an empty ``license_files`` column and a
+warning, and one that gives no digests with a warning too.
 
 The rootfs stage replaces the whole output directory, so run ``doit legal-info`` after it.
 """
@@ -22,10 +24,12 @@ import csv
 import io
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from fwbuild.errors import BuildError
 from fwbuild.images import write_sha256sums
+from fwbuild.licensing import license_problems
 from fwbuild.project import Project
 from fwbuild.provenance import NOASSERTION, origin, patch_series, project_relative
 from fwbuild.trees import claim, guard_for, new_tree, remove_tree, replace_tree, write_marker
@@ -63,12 +67,7 @@ def check_license_files(project: Project) -> list[str]:
                 f"run `doit patch:{name}`"
             )
             continue
-        for rel in pkg.license_files:
-            if not (src / rel).is_file():
-                problems.append(
-                    f"{pkg.label}: licence file {rel} (license_files of {pkg.recipe_file}) is not "
-                    f"in its patched source tree {src}; fix license_files or the patch series"
-                )
+        problems += license_problems(pkg, src)
     return problems
 
 
@@ -83,7 +82,12 @@ def write_legal_info(project: Project) -> Path:
     """Write the bundle (all or nothing) and return its directory."""
     problems = check_license_files(project)
     if problems:
-        raise BuildError("legal-info: missing licence files: " + "; ".join(problems))
+        missing = [p for p in problems if " has changed: " not in p]
+        changed = [p for p in problems if " has changed: " in p]
+        parts = [("missing licence files", missing), ("changed licence files", changed)]
+        raise BuildError(
+            " ".join(f"legal-info: {what}: " + "; ".join(found) for what, found in parts if found)
+        )
     out = legal_info_dir(project)
     guard = guard_for(project)
     # The bundle goes inside the output directory: that must be the build's too (or new).
@@ -109,6 +113,13 @@ def write_legal_info(project: Project) -> Path:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(project.srcdir(name) / rel, dest)
                 names.append(f"{pkg.label}/{rel}")
+            if pkg.license_files and not isinstance(pkg.license_files, Mapping):
+                print(
+                    f"legal-info: warning: {pkg.label}'s license_files carry no digests in "
+                    f"{project_relative(project, pkg.recipe_file)}: a changed licence text would "
+                    'go unnoticed; write {"FILE": "sha256:…"}',
+                    file=sys.stderr,
+                )
             if not pkg.license_files:
                 print(
                     f"legal-info: warning: {pkg.label} ({pkg.license}) declares no license_files "

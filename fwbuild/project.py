@@ -144,9 +144,13 @@ def _check_declarations(cls: type[Package], file: Path, board: Board) -> None:
                     package=cls.name,
                 )
     declared = set(cls.variants)
-    for decl in [*cls.sources, *cls.patches]:
+    steps = [*cls.configure_steps, *cls.build_steps, *(cls.install_steps or ())]
+    for decl in [*cls.sources, *cls.patches, *steps]:
         declared.update(term[1:] for term in (decl.when or "").split())
-    missing = sorted(declared - set(board.variants))
+    # a Variant(description, default) needs no board value
+    variants = cls.variants if isinstance(cls.variants, Mapping) else {}
+    defaulted = {n for n, v in variants.items() if getattr(v, "default", None) is not None}
+    missing = sorted(declared - set(board.variants) - defaulted)
     if missing:
         known = ", ".join(sorted(board.variants)) or "none"
         raise ConfigError(

@@ -7,14 +7,21 @@ from the generic kind (Spack's ``package.py`` and Buildroot's ``autotools-packag
         name = "hello"
         version = "1.0"
         license = "MIT"
+        license_files = {"COPYING": "sha256:..."}
         sources = (Source("hello-1.0.tar.gz", urls=("https://example.org/hello-1.0.tar.gz",),
                           sha256="..."),)
         patches = (Patch("hello-fix.patch.gz", urls=(...,), sha256="...", when="+fancy"),)
         depends = ("libgreet",)
-        target_files = {"usr/bin/hello": 0o755}
+        variants = {"fancy": Variant("a fancier greeting", default=False)}
+        make_variables = {"CFLAGS": "{CFLAGS} -std=gnu89"}
+        install_files = {"usr/bin/hello": ("src/hello", 0o755)}
 
-        def make_args(self, ctx):
-            return [f"CC={ctx.env['CC']}"]
+A stage's commands are declarations (``configure_steps``, ``build_steps``, ``install_steps``:
+``Make``, ``Run``, ``Touch`` of fwbuild.commands, whose arguments may name the toolchain's
+``{CC}``, ``{CFLAGS}`` …, the target's ``{host}`` and ``{arch.…}``); the kinds (``MakePackage``,
+``AutotoolsPackage``, fwbuild.kinds' ``KconfigPackage``) supply the usual ones. ``install_files``
+is at once what the install stage copies and what goes into the rootfs. A recipe writes a method
+only for what no declaration says.
 
 Our own patches are not declared: every ``patches/<name>/<version>/*.patch`` is applied in name
 order after the downloaded ones.
@@ -29,7 +36,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from fwbuild.commands import File, Make, Run, Step, Touch, Variant, board_values, expand
 from fwbuild.errors import ConfigError
+from fwbuild.licensing import check_digest_syntax
+
+__all__ = [
+    "AutotoolsPackage", "DeviceNeed", "File", "GitSource", "Make", "MakePackage", "Package",
+    "Patch", "Run", "Source", "Touch", "Variant",
+]  # fmt: skip
 
 if TYPE_CHECKING:
     from fwbuild.arch import Arch
@@ -122,7 +136,11 @@ class Package:
     name: ClassVar[str]
     version: ClassVar[str]
     license: ClassVar[str] = "unknown"
-    license_files: ClassVar[tuple[str, ...]] = ()
+    # The licence texts in the (patched) source tree, each with its digest as Buildroot's .hash
+    # has them: ``{"COPYING": "sha256:…"}``. A version bump that changes a licence's text fails
+    # the install stage and legal-info until someone has read it and updated the digest
+    # (fwbuild.legal). A plain tuple of paths is accepted and checks nothing.
+    license_files: ClassVar[Mapping[str, str] | tuple[str, ...]] = ()
     homepage: ClassVar[str] = ""
     # What vulnerability databases call the package (fwbuild.cve, the SBOM's CPEs): CPE 2.3
     # ``vendor:product`` pairs as NVD spells them (``o:vendor:product`` for an operating system),
@@ -137,12 +155,30 @@ class Package:
     local_source: ClassVar[str | None] = None
     patches: ClassVar[tuple[Patch, ...]] = ()
     depends: ClassVar[tuple[str, ...]] = ()
-    # Board variants the recipe's steps read through ``self.variant(name)``; those named in
-    # ``when=`` conditions count without being listed. Only these are part of its stamps.
-    variants: ClassVar[tuple[str, ...]] = ()
+    # Board variants the recipe's steps read through ``self.variant(name)``: names, or
+    # ``{name: Variant(description, default)}`` (the default applies when the board leaves the
+    # variant out); those named in ``when=`` conditions count without being listed. Only these
+    # are part of its stamps.
+    variants: ClassVar[tuple[str, ...] | Mapping[str, Variant]] = ()
     # Files taken from the package's staging directory into the rootfs, with their modes. A
     # pattern (``etc/racoon/*``) takes every match, perhaps none; symbolic links stay links.
+    # Derived from ``install_files`` when a recipe declares those instead.
     target_files: ClassVar[Mapping[str, int]] = {}
+    # What the install stage copies from the built tree: ``staging path -> (tree path, mode)``
+    # or ``File(tree path, mode, rootfs=False)`` for what stays out of the rootfs. It is the
+    # rootfs's file list too (``target_files``), so no recipe writes the list twice.
+    install_files: ClassVar[Mapping[str, File | tuple[str, int]]] = {}
+    # Symbolic links a build lists in a file (a multi-call binary's applets): ``list file in the
+    # tree -> staging path of the binary``; each listed path becomes a relative link to it.
+    install_links: ClassVar[Mapping[str, str]] = {}
+    # The commands of each stage (fwbuild.commands); a kind supplies its usual ones.
+    configure_steps: ClassVar[tuple[Step, ...]] = ()
+    build_steps: ClassVar[tuple[Step, ...]] = ()
+    # None: the kind's install commands (``make install``) unless ``install_files`` says what
+    # to copy; () for none at all.
+    install_steps: ClassVar[tuple[Step, ...] | None] = None
+    # Variables every ``Make`` step of the package passes (before the step's own).
+    make_variables: ClassVar[Mapping[str, str]] = {}
     # Files of the staging directory that are images of their own, not rootfs content:
     # ``output name -> staging path`` (a kernel: {"bzImage": "boot/bzImage"}).
     image_files: ClassVar[Mapping[str, str]] = {}
@@ -181,6 +217,33 @@ class Package:
     recipe_file: Path
     own_patches: tuple[Path, ...] = field(default=())
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Normalise a recipe's declarations once, when its class is made: ``install_files``
+        entries become ``File``s and give ``target_files`` (unless the recipe lists those)."""
+        super().__init_subclass__(**kwargs)
+        if "install_files" in cls.__dict__:
+            files: dict[str, File] = {}
+            for dest, entry in cls.install_files.items():
+                if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], int):
+                    entry = File(entry[0], entry[1])
+                if not isinstance(entry, File) or not isinstance(entry.mode, int):
+                    raise ConfigError(
+                        f"recipe {cls.__module__}.{cls.__name__}: install_files[{dest!r}] is "
+                        f'{entry!r}; write (tree path, mode) such as ("src/prog", 0o755) or '
+                        "File(tree path, mode, rootfs=False)"
+                    )
+                if entry.rootfs and "{" in dest:
+                    raise ConfigError(
+                        f"recipe {cls.__module__}.{cls.__name__}: install_files[{dest!r}] goes "
+                        "into the rootfs, whose file list must not depend on the board; only a "
+                        "File(..., rootfs=False) may use placeholders in its path"
+                    )
+                files[dest] = entry
+            cls.install_files = files
+            if "target_files" not in cls.__dict__:
+                cls.target_files = {d: f.mode for d, f in files.items() if f.rootfs}
+        check_digest_syntax(cls)
+
     # --- declarations evaluated against the board -------------------------------------------
     def when(self, condition: str | None) -> bool:
         """Spack-style conditions: ``+mppc`` (variant on), ``~mppc`` (off), space-separated AND."""
@@ -193,7 +256,7 @@ class Package:
                     "~variant",
                     package=self.name,
                 )
-            if self.board.variant(term[1:]) != (term[0] == "+"):
+            if self.variant_value(term[1:]) != (term[0] == "+"):
                 return False
         return True
 
@@ -205,9 +268,21 @@ class Package:
 
     def used_variants(self) -> set[str]:
         used = set(self.variants)
-        for decl in [*self.sources, *self.patches]:
+        steps = [*self.configure_steps, *self.build_steps, *(self.install_steps or ())]
+        for decl in [*self.sources, *self.patches, *steps]:
             used.update(term[1:] for term in (decl.when or "").split())
         return used
+
+    def variant_value(self, name: str) -> bool:
+        """The board's value of a variant, or the recipe's declared default when it has none."""
+        declared = self.variants.get(name) if isinstance(self.variants, Mapping) else None
+        if (
+            declared is not None
+            and declared.default is not None
+            and name not in self.board.variants
+        ):
+            return declared.default
+        return self.board.variant(name)
 
     def variant(self, name: str) -> bool:
         if name not in self.used_variants():
@@ -216,11 +291,11 @@ class Package:
                 f"add it to `variants = (...)` so that changing it rebuilds the package",
                 package=self.name,
             )
-        return self.board.variant(name)
+        return self.variant_value(name)
 
     @property
     def variant_values(self) -> dict[str, bool]:
-        return {v: self.board.variant(v) for v in sorted(self.used_variants())}
+        return {v: self.variant_value(v) for v in sorted(self.used_variants())}
 
     @property
     def label(self) -> str:
@@ -233,6 +308,23 @@ class Package:
         from fwbuild.arch import target_arch
 
         return target_arch(self.board.target.arch, self.board.target.cpu)
+
+    @property
+    def host_triplet(self) -> str:
+        """The GNU ``--host`` for this package: the kind's ``host`` when a recipe sets one,
+        else the one config.sub accepts for the board's target (``i586-pc-linux-gnu``)."""
+        return getattr(self, "host", None) or self.arch.gnu_host
+
+    def expand(self, template: str) -> str:
+        """A template naming only board-level values (``{arch.kernel_image_name}``, ``{name}``,
+        ``{version}``, ``{host}``): for declarations read outside a stage (``image_files``)."""
+        return expand(template, board_values(self), where=str(self.recipe_file))
+
+    def _fill_board_templates(self) -> None:
+        """Declarations that name the board's target (a kernel's image) are filled in once."""
+        if any("{" in k + v for k, v in self.image_files.items()):
+            expanded = {self.expand(k): self.expand(v) for k, v in self.image_files.items()}
+            self.image_files = expanded  # type: ignore[misc]  # per board, not per class
 
     def validate(self) -> None:
         """Check the board's settings for this package when the project loads (fail early)."""
@@ -264,6 +356,7 @@ class Package:
 
         if not isinstance(self.board, BoardView):
             object.__setattr__(self, "board", BoardView(self.board, self))
+        self._fill_board_templates()
 
     def check_section(self, section: str) -> None:
         if section not in self.board_sections:
@@ -298,20 +391,46 @@ class Package:
         return self.board.paths.project / rel
 
     # --- steps; ``ctx`` gives the environment, directories and a logged ``run`` ---------------
+    def run_steps(self, ctx: Context, steps: tuple[Step, ...]) -> None:
+        """Run declared steps in order, skipping those whose ``when`` does not hold."""
+        for step in steps:
+            if self.when(step.when):
+                step.run(self, ctx)
+
     def configure(self, ctx: Context) -> None:
-        """Prepare the tree for building. The generic package has nothing to do."""
+        """Prepare the tree for building: the declared ``configure_steps``."""
+        self.run_steps(ctx, self.configure_steps)
 
     def build(self, ctx: Context) -> None:
-        """Compile. The generic package has nothing to do."""
+        """Compile: the declared ``build_steps``."""
+        self.run_steps(ctx, self.build_steps)
+
+    def default_install_steps(self) -> tuple[Step, ...]:
+        """The kind's install commands when the recipe declares neither ``install_steps`` nor
+        ``install_files`` (the generic package has none)."""
+        return ()
 
     def install(self, ctx: Context) -> None:
-        """Install into ``ctx.staging`` (the package's own DESTDIR)."""
+        """Install into ``ctx.staging`` (the package's own DESTDIR): the declared
+        ``install_steps`` (or the kind's), then ``install_files`` and ``install_links``."""
+        steps = self.install_steps
+        if steps is None:
+            steps = () if self.install_files else self.default_install_steps()
+        self.run_steps(ctx, steps)
+        install_declared(self, ctx)
+
+
+# What a toolchain gives a plain Makefile on make's command line (those it sets).
+TOOLCHAIN_MAKE_VARIABLES = ("CC", "AR", "RANLIB", "CFLAGS", "LDFLAGS")
 
 
 class MakePackage(Package):
-    """A plain Makefile: ``make`` then ``make install`` with the toolchain passed on the line."""
+    """A plain Makefile: ``make`` then ``make DESTDIR=… install``, with the toolchain's
+    CC/AR/RANLIB/CFLAGS/LDFLAGS and the recipe's ``make_variables`` on the command line.
+    With ``install_files``, those are copied instead of running ``make install``."""
 
     def make_args(self, ctx: Context) -> list[str]:
+        """Further arguments for every make run (a hook for recipes that compute them)."""
         return []
 
     def install_args(self, ctx: Context) -> list[str]:
@@ -319,46 +438,119 @@ class MakePackage(Package):
 
     def toolchain_make_vars(self, ctx: Context) -> list[str]:
         env = ctx.env
-        return [f"{k}={env[k]}" for k in ("CC", "AR", "RANLIB", "CFLAGS", "LDFLAGS") if k in env]
+        return [f"{k}={env[k]}" for k in TOOLCHAIN_MAKE_VARIABLES if k in env]
+
+    def _declared_make_vars(self, ctx: Context) -> list[str]:
+        from fwbuild.commands import step_values
+
+        values = step_values(self, ctx)
+        where = f"{self.recipe_file}: make_variables"
+        return [f"{k}={expand(v, values, where=where)}" for k, v in self.make_variables.items()]
 
     def build(self, ctx: Context) -> None:
-        ctx.make(*self.toolchain_make_vars(ctx), *self.make_args(ctx))
+        if self.build_steps:
+            self.run_steps(ctx, self.build_steps)
+            return
+        ctx.make(
+            *self.toolchain_make_vars(ctx), *self._declared_make_vars(ctx), *self.make_args(ctx)
+        )
 
     def install(self, ctx: Context) -> None:
+        if self.install_steps is not None or self.install_files:
+            super().install(ctx)
+            return
         ctx.make(
-            *self.toolchain_make_vars(ctx), *self.make_args(ctx), *self.install_args(ctx), jobs=1
+            *self.toolchain_make_vars(ctx),
+            *self._declared_make_vars(ctx),
+            *self.make_args(ctx),
+            *self.install_args(ctx),
+            jobs=1,
         )
 
 
 class AutotoolsPackage(Package):
-    """``./configure --host=… --prefix=/usr``, ``make``, ``make DESTDIR=… install``."""
+    """``./configure --host=… --build=… --prefix=… <configure_options>``, ``make``,
+    ``make DESTDIR=… install`` (or ``install_files`` copied instead).
+
+    ``host`` is the GNU triplet the board's target has for config.sub (``i586-pc-linux-gnu``);
+    a recipe sets it only for a package whose configure wants another spelling."""
 
     prefix: ClassVar[str] = "/usr"
+    host: ClassVar[str | None] = None
+    # Options after --host/--build/--prefix, as templates ("--with-openssl={deps[openssl]}/usr").
+    configure_options: ClassVar[tuple[str, ...]] = ()
     # Values for the cross-compile cache (``ac_cv_…=yes``): what AC_TRY_RUN cannot find out.
     configure_cache: ClassVar[Mapping[str, str]] = {}
+    # Declared steps run before ./configure (a Touch of shipped generated files, say).
+    configure_steps: ClassVar[tuple[Step, ...]] = ()
+    install_target: ClassVar[str] = "install"
 
     def configure_args(self, ctx: Context) -> list[str]:
-        return []
+        """The options after --prefix: ``configure_options`` filled in (a hook for recipes)."""
+        from fwbuild.commands import step_values
+
+        values = step_values(self, ctx)
+        where = f"{self.recipe_file}: configure_options"
+        return [expand(o, values, where=where) for o in self.configure_options]
 
     def make_args(self, ctx: Context) -> list[str]:
-        return []
+        from fwbuild.commands import step_values
+
+        values = step_values(self, ctx)
+        where = f"{self.recipe_file}: make_variables"
+        return [f"{k}={expand(v, values, where=where)}" for k, v in self.make_variables.items()]
 
     def configure(self, ctx: Context) -> None:
-        env = dict(self.configure_cache)
+        self.run_steps(ctx, self.configure_steps)
         ctx.run(
             "./configure",
-            f"--host={ctx.toolchain.triplet}",
+            f"--host={self.host_triplet}",
             f"--build={ctx.build_triplet}",
             f"--prefix={self.prefix}",
             *self.configure_args(ctx),
-            env=env,
+            env=dict(self.configure_cache),
         )
 
     def build(self, ctx: Context) -> None:
+        if self.build_steps:
+            self.run_steps(ctx, self.build_steps)
+            return
         ctx.make(*self.make_args(ctx))
 
-    def install(self, ctx: Context) -> None:
-        ctx.make(*self.make_args(ctx), f"DESTDIR={ctx.staging}", "install", jobs=1)
+    def default_install_steps(self) -> tuple[Step, ...]:
+        return (Make(".", self.install_target, jobs=1, DESTDIR="{staging}"),)
+
+
+def install_declared(pkg: Package, ctx: Context) -> None:
+    """Copy ``install_files`` from the tree into staging and make ``install_links``' links."""
+    import os
+
+    from fwbuild.commands import step_values
+
+    values = step_values(pkg, ctx) if pkg.install_files else {}
+    for dest, entry in pkg.install_files.items():
+        assert isinstance(entry, File)  # normalised by Package.__init_subclass__
+        where = f"{pkg.recipe_file}: install_files[{dest!r}]"
+        src = expand(entry.src, values, where=where)
+        if not (ctx.srcdir / src).is_file():
+            from fwbuild.errors import BuildError
+
+            raise BuildError(
+                f"install_files of {pkg.recipe_file} copies {src} to {dest}, but the built tree "
+                f"{ctx.srcdir} has no such file; did the build make it (see the build log), or "
+                "is the path wrong?",
+                package=pkg.name,
+            )
+        ctx.install_file(src, expand(dest, values, where=where), entry.mode)
+    for listing, binary in pkg.install_links.items():
+        target = "/" + binary.lstrip("/")
+        for line in (ctx.srcdir / listing).read_text().split():
+            path = "/" + line.lstrip("/")
+            if path == target:
+                continue
+            link = ctx.staging / path.lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(target, os.path.dirname(path)))
 
 
 def expand_target_files(pkg: Package, staging: Path) -> tuple[list[tuple[str, int]], list[str]]:
@@ -382,6 +574,14 @@ def expand_target_files(pkg: Package, staging: Path) -> tuple[list[tuple[str, in
             found.append((rel, mode))
         else:
             missing.append(pattern)
+    if pkg.install_links:
+        # the links a build listed: every symbolic link in staging to one of the binaries
+        binaries = {(staging / b.lstrip("/")).resolve() for b in pkg.install_links.values()}
+        have = {p for p, _ in found}
+        for link in sorted(p for p in staging.rglob("*") if p.is_symlink()):
+            rel = link.relative_to(staging).as_posix()
+            if rel not in have and link.resolve() in binaries:
+                found.append((rel, 0o777))
     return found, missing
 
 

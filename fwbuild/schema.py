@@ -1,7 +1,7 @@
 """The board file's schema: every section and key it may hold, with their types.
 
 The engine declares its own sections here (``[board]``, ``[target]``, ``[variants]``, ``[paths]``,
-``[mirrors]``, ``[rootfs]``, ``[image]``, ``[downloads]``, ``[cve]``, ``[cache]``,
+``[mirrors]``, ``[rootfs]``, ``[image]``, ``[downloads]``, ``[cve]``, ``[cache]``, ``[kconfig]``,
 ``[toolchains.*]``, ``[tasks.*]``); a recipe declares the sections it reads as pydantic models
 (``settings = {"vpn": "_settings:Vpn"}``, see :class:`fwbuild.recipe.Package`). A section that
 neither declares, a key its model does not know, a string where a boolean belongs: each is an
@@ -202,6 +202,20 @@ class ToolchainTable(Section):
     install: str | None = Field(default=None, description="how to install it, for the error")
 
 
+class KconfigFragment(Section):
+    file: str = Field(min_length=1, description="a fragment file, relative to the project")
+    when: str | None = Field(
+        default=None, pattern=r"^[+~][A-Za-z0-9_-]+( [+~][A-Za-z0-9_-]+)*$",
+        description="a variant condition: +variant, ~variant, space-separated AND",
+    )  # fmt: skip
+
+
+KconfigFragments = list[
+    Annotated[str, Field(min_length=1, description="a fragment file, relative to the project")]
+    | KconfigFragment
+]
+
+
 class TaskTable(Section):
     doc: str
     run: list[str]
@@ -256,6 +270,8 @@ ENGINE_SECTIONS: dict[str, tuple[Any, Any]] = {
     "cache": (CacheTable, CacheTable()),
     "toolchains": (dict[str, ToolchainTable], {}),
     "tasks": (dict[str, TaskTable], {}),
+    # package -> its Kconfig fragments, merged in order (fwbuild.kinds.KconfigPackage)
+    "kconfig": (dict[str, KconfigFragments], {}),
 }
 
 

@@ -44,6 +44,7 @@ from fwbuild.codedigest import code_inputs
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.fsutil import atomic_write, file_digest
 from fwbuild.overrides import tree_fingerprint
+from fwbuild.licensing import verify_licenses
 from fwbuild.recipe import Package, Source, expand_target_files
 from fwbuild.stamps import ENGINE_STAMP_VERSION, write_stamp
 from fwbuild.steps import Context, clean_env
@@ -446,6 +447,7 @@ def do_install(project: Project, pkg: Package) -> None:
     tmp_name = final.with_name("staging.new")
     with staged_tree(final, setting=setting, guard=guard, tmp=tmp_name, mode=0o777) as tmp:
         pkg.install(make_context(project, pkg, "install", tmp))
+        verify_licenses(pkg, project.srcdir(name))  # a changed licence text stops here
         _, missing = expand_target_files(pkg, tmp)
         if missing:
             raise BuildError(

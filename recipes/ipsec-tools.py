@@ -7,8 +7,9 @@ the rootfs seed installs it; the admin socket is /var/racoon/racoon.sock.
 
 Cross-build notes:
 
-* ``--host=i586-pc-linux-gnu``: the tarball's 2014 ``config.sub`` does not know ``*-musl``.
-  configure only uses the host to pick its Linux code paths; the compiler is ``$CC``.
+* ``--host`` is the board's GNU triplet (``i586-pc-linux-gnu``, fwbuild.arch): the tarball's
+  2014 ``config.sub`` does not know ``*-musl``. configure only uses the host to pick its Linux
+  code paths; the compiler is ``$CC``.
 * IPv6 is asked for explicitly: configure decides it with an ``AC_TRY_RUN`` (no cache
   variable), which is "no" when cross compiling. ``va_copy`` is a run test too (cached below).
 * ``--with-kernel-headers``: PF_KEY/XFRM UAPI headers; zig ships them with its libc headers.
@@ -23,9 +24,7 @@ Upstream: the 0.8.2 release tarball, sha256 as published by OpenEmbedded's
 meta-networking recipe (and nixpkgs' hash of the same SourceForge file).
 """
 
-import os
-
-from fwbuild.recipe import AutotoolsPackage, GitSource, Source
+from fwbuild.kinds import AutotoolsPackage, File, GitSource, Source, Touch
 
 # Files generated from .l/.y that the tarball ships (and our patches keep in step).
 GENERATED = (
@@ -43,19 +42,18 @@ GENERATED = (
     "src/libipsec/policy_parse.h",
 )
 
-PROGRAMS = {
-    "src/racoon/racoon": "usr/sbin/racoon",
-    "src/racoon/racoonctl": "usr/sbin/racoonctl",
-    "src/setkey/setkey": "usr/sbin/setkey",
-}
-
 
 class IpsecTools(AutotoolsPackage):
     name = "ipsec-tools"
     version = "0.8.2"
     license = "BSD-3-Clause"
     # No separate licence file: the KAME/WIDE BSD licence heads every source file.
-    license_files = ("src/libipsec/pfkey.c", "src/racoon/racoon.8")
+    license_files = {
+        "src/libipsec/pfkey.c":
+            "sha256:a5266c7da53c9d572264c4c3360f146ffad4da2721c826d3aa86af6f864a067f",
+        "src/racoon/racoon.8":
+            "sha256:ad2986d974b9485004fb0f9c3f37a9aef12243fc800303bca9d8a1398ead4578",
+    }  # fmt: skip
     homepage = "http://ipsec-tools.sourceforge.net/"
     cpe_products = ("ipsec-tools:ipsec-tools",)
     cve_status = {
@@ -89,9 +87,8 @@ class IpsecTools(AutotoolsPackage):
         ),
     )
     depends = ("openssl",)
-    target_files = {dest: 0o755 for dest in PROGRAMS.values()}
     # PF_KEY is a socket (no node); racoon needs none. OpenSSL seeds from getrandom(), which
-    # 2.6.11 lacks, then from /dev/urandom (after waiting on /dev/random): see porting.md.
+    # 2.6.11 lacks, then from /dev/urandom (after waiting on /dev/random): see README, "Entropy".
     needs_devices = ()
 
     configure_cache = {
@@ -99,49 +96,34 @@ class IpsecTools(AutotoolsPackage):
         "ac_cv___va_copy": "yes",
     }
 
-    def configure_args(self, ctx):
-        openssl = ctx.deps_staging["openssl"] / "usr"
-        zig = ctx.toolchain.zig_binary()
-        kernel_headers = zig.parent / "lib" / "libc" / "include" / "any-linux-any"
-        return [
-            "--sysconfdir=/etc/sysconfig",
-            "--localstatedir=/var",
-            "--disable-shared",
-            "--enable-static",
-            f"--with-openssl={openssl}",
-            f"--with-kernel-headers={kernel_headers}",
-            "--without-readline",
-            "--without-libradius",
-            "--without-libpam",
-            "--disable-gssapi",
-            "--disable-security-context",
-            "--enable-ipv6",
-            "--enable-natt",
-            "--enable-dpd",
-            "--enable-frag",
-            "--enable-hybrid",
-            "--enable-adminport",
-            "--enable-stats",
-        ]
-
-    def configure(self, ctx):
-        for rel in GENERATED:
-            os.utime(ctx.srcdir / rel)  # newer than their .l/.y: make must not run flex/bison
-        ctx.run(
-            "./configure",
-            "--host=i586-pc-linux-gnu",
-            f"--build={ctx.build_triplet}",
-            f"--prefix={self.prefix}",
-            *self.configure_args(ctx),
-            env=dict(self.configure_cache),
-        )
-
-    def make_args(self, ctx):
-        # configure's CFLAGS minus -Werror (see the module docstring).
-        return [f"CFLAGS={ctx.env['CFLAGS']} -Wall -Wno-unused -Wno-deprecated-declarations"]
-
-    def install(self, ctx):
-        for src, dest in PROGRAMS.items():
-            ctx.install_file(src, dest, 0o755)
+    configure_options = (
+        "--sysconfdir=/etc/sysconfig",
+        "--localstatedir=/var",
+        "--disable-shared",
+        "--enable-static",
+        "--with-openssl={deps[openssl]}/usr",
+        "--with-kernel-headers={kernel_headers}",
+        "--without-readline",
+        "--without-libradius",
+        "--without-libpam",
+        "--disable-gssapi",
+        "--disable-security-context",
+        "--enable-ipv6",
+        "--enable-natt",
+        "--enable-dpd",
+        "--enable-frag",
+        "--enable-hybrid",
+        "--enable-adminport",
+        "--enable-stats",
+    )
+    # Newer than their .l/.y: make must not run flex/bison.
+    configure_steps = (Touch(*GENERATED),)
+    # configure's CFLAGS minus -Werror (see the module docstring).
+    make_variables = {"CFLAGS": "{CFLAGS} -Wall -Wno-unused -Wno-deprecated-declarations"}
+    install_files = {
+        "usr/sbin/racoon": ("src/racoon/racoon", 0o755),
+        "usr/sbin/racoonctl": ("src/racoon/racoonctl", 0o755),
+        "usr/sbin/setkey": ("src/setkey/setkey", 0o755),
         # The crypto self-test, for running under qemu; not part of the rootfs.
-        ctx.install_file("src/racoon/eaytest", "usr/lib/ipsec-tools/eaytest", 0o755)
+        "usr/lib/ipsec-tools/eaytest": File("src/racoon/eaytest", 0o755, rootfs=False),
+    }

@@ -7,7 +7,7 @@ write_packet, and three more found in review). At run time it allocates BSD ptys
 provide those nodes.
 """
 
-from fwbuild.recipe import DeviceNeed, GitSource, Package, Source
+from fwbuild.kinds import DeviceNeed, GitSource, Make, Package, Source
 
 # -std=gnu89: old `inline` semantics; -fcommon: tentative definitions shared between objects;
 # -fno-builtin-log: l2tpd has its own variadic log(), not libm's. The DEBUG_ defines are
@@ -28,7 +28,9 @@ class L2tpd(Package):
     name = "l2tpd"
     version = "0.69"
     license = "GPL-2.0-or-later"
-    license_files = ("LICENSE",)
+    license_files = {
+        "LICENSE": "sha256:dcc100d4161cc0b7177545ab6e47216f84857cda3843847c792a25289852dcaa"
+    }
     homepage = "http://www.l2tpd.org/"
     cpe_products = ("l2tpd:l2tpd",)
     sources = (
@@ -51,19 +53,10 @@ class L2tpd(Package):
             ),
         ),
     )
-    target_files = {"usr/sbin/l2tpd": 0o755}
+    # DFLAGS also reaches the link line, which gives zig an optimised (stripped) link.
+    build_steps = (Make(CC="{CC}", OSFLAGS="-DLINUX", DFLAGS=f"{{CFLAGS}} {L2TPD_FLAGS}"),)
+    install_files = {"usr/sbin/l2tpd": ("l2tpd", 0o755)}
     needs_devices = (
         *_bsd_ptys(),
         DeviceNeed("/dev/urandom", "c", 1, 9, 0o644, "tunnel and call IDs"),
     )
-
-    def build(self, ctx):
-        ctx.make(
-            f"CC={ctx.env['CC']}",
-            "OSFLAGS=-DLINUX",
-            # DFLAGS also reaches the link line, which gives zig an optimised (stripped) link.
-            f"DFLAGS={ctx.env['CFLAGS']} {L2TPD_FLAGS}",
-        )
-
-    def install(self, ctx):
-        ctx.install_file("l2tpd", "usr/sbin/l2tpd", 0o755)

@@ -18,10 +18,12 @@ and make 4: segment-register moves, a Makefile typo, the bitops asm constraints 
 build a kernel that panics at boot, make ≥ 3.82's ``$?`` (without the fix every ``make`` rebuilds
 everything) and reproducible build stamps.
 
-The configuration is ``make defconfig`` plus the board's fragments, then the kernel's own
-``oldconfig``; every requested value is read back (oldconfig silently drops symbols whose
-dependencies are unmet). kbuild tracks its own configuration, so a fragment change reconfigures
-and rebuilds incrementally in the same tree; a patch change starts from a fresh tree.
+The configuration is ``make defconfig`` plus the board's fragments (``[kconfig] linux`` in the
+board file), then the kernel's own ``oldconfig``; every requested value is read back (oldconfig
+silently drops symbols whose dependencies are unmet; fwbuild.kinds.KconfigPackage). kbuild tracks
+its own configuration, so a fragment change reconfigures and rebuilds incrementally in the same
+tree; a patch change starts from a fresh tree. ``ARCH=``, the image (``bzImage`` for x86) and
+where kbuild leaves it come from the board's target (fwbuild.arch).
 """
 
 import dataclasses
@@ -29,11 +31,8 @@ import shutil
 
 from _ppp_source import PPP_SOURCE, PPP_TARBALL
 
-from fwbuild.errors import BuildError
-from fwbuild.kconfig import merge, parse_fragment, read_config, verify
-from fwbuild.recipe import GitSource, Package, Patch, Source
+from fwbuild.kinds import File, GitSource, KconfigPackage, Make, Patch, Source, Variant
 
-FRAGMENTS = "configs/linux"
 # gcc 12 against a 2005 kernel (2.6.11 has no KCFLAGS, so these ride on CC): Debian's gcc builds
 # PIE by default ("impossible constraint in asm" in BUG()); old `extern inline` needs gnu89
 # semantics; tentative definitions and no stack protector as gcc ≤ 9 did; no .eh_frame
@@ -43,11 +42,14 @@ KERNEL_CFLAGS = (
 )
 
 
-class Linux(Package):
+class Linux(KconfigPackage):
     name = "linux"
     version = "2.6.11"
     license = "GPL-2.0-only"
-    license_files = ("COPYING", "CREDITS")
+    license_files = {
+        "COPYING": "sha256:0d7259feae5a7282c808e573622997e6abfb44f414457c0fba28841f702000c4",
+        "CREDITS": "sha256:1292104cf6a0e20a12d36a09412c723d4a6ffa9922e369bfe1c85f64949d5afd",
+    }
     homepage = "https://www.kernel.org/"
     cpe_products = ("o:linux:linux_kernel",)
     sources = (
@@ -95,16 +97,29 @@ class Linux(Package):
             ),
         ),
     )
-    variants = ("mppc",)
+    variants = {"mppc": Variant("Jan Dubiec's MPPE/MPPC 1.3 patch instead of ppp's stock MPPE")}
     toolchain = "kernel"
     reconfigure_in_place = True
-    board_files = (
-        f"{FRAGMENTS}/siso.fragment",
-        f"{FRAGMENTS}/mppc.fragment",
-        f"{FRAGMENTS}/mppe.fragment",
-    )
+    kconfig_modules = False  # the board builds everything in
+    kconfig_defconfig = "{arch.kernel_defconfig}"
+    make_variables = {
+        "ARCH": "{arch.linux_arch}",
+        "CROSS_COMPILE": "{CROSS_COMPILE}",
+        "CC": f"{{CROSS_COMPILE}}gcc {KERNEL_CFLAGS}",
+        # Reproducible banners (our 0005 patch reads these).
+        "KBUILD_BUILD_USER": "fwbuild",
+        "KBUILD_BUILD_HOST": "fwbuild",
+        "KBUILD_BUILD_VERSION": "1",
+        "KBUILD_BUILD_TIMESTAMP": "@{SOURCE_DATE_EPOCH}",
+    }
+    build_steps = (Make(".", "{arch.kernel_target}"),)
     # Not part of the root file system: the image stage takes the kernel from staging.
-    image_files = {"bzImage": "boot/bzImage"}
+    install_files = {
+        "boot/{arch.kernel_image_name}": File("{arch.kernel_image}", 0o644, rootfs=False),
+        "boot/config": File(".config", 0o644, rootfs=False),
+        "boot/System.map": File("System.map", 0o644, rootfs=False),
+    }
+    image_files = {"{arch.kernel_image_name}": "boot/{arch.kernel_image_name}"}
     extra_tasks = {
         "menuconfig": ("menuconfig", "open the kernel's menuconfig on its configured tree"),
         "savedefconfig": (
@@ -135,67 +150,3 @@ class Linux(Package):
             for n in ("sha1.c", "sha1.h", "arcfour.c", "arcfour.h", "ppp_mppe_compress.c"):
                 (tree / "drivers" / "net" / n).write_bytes(tar.extractfile(names[n]).read())
             shutil.rmtree(staging)
-
-    def make_vars(self, ctx):
-        prefix = ctx.env["CROSS_COMPILE"]
-        return [
-            "ARCH=i386",
-            f"CROSS_COMPILE={prefix}",
-            f"CC={prefix}gcc {KERNEL_CFLAGS}",
-            # Reproducible banners (our 0005 patch reads these).
-            "KBUILD_BUILD_USER=fwbuild",
-            "KBUILD_BUILD_HOST=fwbuild",
-            "KBUILD_BUILD_VERSION=1",
-            f"KBUILD_BUILD_TIMESTAMP=@{ctx.env['SOURCE_DATE_EPOCH']}",
-        ]
-
-    def fragment_files(self):
-        variant = "mppc.fragment" if self.variant("mppc") else "mppe.fragment"
-        project = self.board.paths.project
-        return [project / FRAGMENTS / "siso.fragment", project / FRAGMENTS / variant]
-
-    def configure(self, ctx):
-        # From defconfig every time: a symbol dropped from the fragment must not linger.
-        ctx.make(*self.make_vars(ctx), "defconfig", jobs=1)
-        config = ctx.srcdir / ".config"
-        wanted = {}
-        for fragment in self.fragment_files():
-            wanted.update(parse_fragment(fragment))
-        merge(config, wanted)
-        # oldconfig asks about anything new; empty answers take the defaults.
-        ctx.run("make", *self.make_vars(ctx), "oldconfig", input=b"\n" * 5000)
-        sources = " + ".join(str(f) for f in self.fragment_files())
-        verify(config, wanted, ctx.srcdir, package=self.name, source=sources)
-        leftover = sorted(k for k, v in read_config(config).items() if v == "m")
-        if leftover:
-            raise BuildError(
-                f"the kernel config has modules ({', '.join(leftover)}) although the board builds "
-                "everything in; set them to y or n in the fragment",
-                package=self.name,
-            )
-
-    def build(self, ctx):
-        ctx.make(*self.make_vars(ctx), "bzImage")
-
-    def install(self, ctx):
-        ctx.install_file("arch/i386/boot/bzImage", "boot/bzImage", 0o644)
-        ctx.install_file(".config", "boot/config", 0o644)
-        ctx.install_file("System.map", "boot/System.map", 0o644)
-
-    def menuconfig(self, ctx):
-        ctx.run("make", *self.make_vars(ctx), "menuconfig", interactive=True)
-
-    def savedefconfig(self, ctx):
-        defaults = read_config(ctx.srcdir / "arch" / "i386" / "defconfig")
-        current = read_config(ctx.srcdir / ".config")
-        changed = {k: v for k, v in sorted(current.items()) if defaults.get(k, "n") != v}
-        dropped = {k: "n" for k in sorted(defaults) if k not in current and defaults[k] != "n"}
-        out = self.board.paths.project / FRAGMENTS / "saved.fragment"
-        lines = [
-            "# Saved by `doit savedefconfig:linux`: the tree's .config against defconfig.",
-            "# Fold what you want to keep into siso.fragment (with a comment saying why).",
-        ]
-        for k, v in {**changed, **dropped}.items():
-            lines.append(f"# {k} is not set" if v == "n" else f"{k}={v}")
-        out.write_text("\n".join(lines) + "\n")
-        print(f"linux: {len(lines) - 2} differences from defconfig written to {out}")

@@ -1,9 +1,10 @@
 """OpenSSL 3.5.7 (LTS, supported to 2030-04): a static libcrypto (and libssl) for racoon; nothing
 of it goes into the rootfs. (3.0, the LTS before, reached its end of life on 2026-09-07.)
 
-Configured as ``linux-generic32`` without assembler (the i586 board has no SSE; the x86 asm
-paths also want a GNU toolchain), without shared libraries, DSO loading, engines, async (musl
-has no ucontext) or tests. With ``no-dso`` the legacy provider (single DES, Blowfish, CAST) is
+Configured as OpenSSL's generic Linux target for the board's word size (``linux-generic32``,
+fwbuild.arch) without assembler (the i586 board has no SSE; the x86 asm paths also want a GNU
+toolchain), without shared libraries, DSO loading, engines, async (musl has no ucontext) or
+tests. With ``no-dso`` the legacy provider (single DES, Blowfish, CAST) is
 linked into libcrypto instead of being a loadable module.
 
 ``-DBROKEN_CLANG_ATOMICS``: on i386 a 64-bit integer is only 4-byte aligned, so clang turns
@@ -16,10 +17,10 @@ and under zig with ``-j2`` a compile once failed on a vanished ``.d.tmp`` file.
 Our patch keeps the build directories out of ``OpenSSL_version(OPENSSL_CFLAGS)``.
 """
 
-from fwbuild.recipe import Package, Source
+from fwbuild.kinds import Make, Package, Run, Source
 
 CONFIGURE_OPTIONS = (
-    "linux-generic32",
+    "{arch.openssl_target}",
     "no-asm",
     "no-shared",
     "no-dso",
@@ -35,7 +36,9 @@ class Openssl(Package):
     name = "openssl"
     version = "3.5.7"
     license = "Apache-2.0"
-    license_files = ("LICENSE.txt",)
+    license_files = {
+        "LICENSE.txt": "sha256:7d5450cb2d142651b8afa315b5f238efc805dad827d91ba367d8516bc9d49e7a"
+    }
     homepage = "https://www.openssl.org/"
     cpe_products = ("openssl:openssl",)
     sources = (
@@ -52,26 +55,15 @@ class Openssl(Package):
             sha256="a8c0d28a529ca480f9f36cf5792e2cd21984552a3c8e4aa11a24aa31aeac98e8",
         ),
     )
-    # Build-time only: racoon links libcrypto statically.
-    target_files: dict[str, int] = {}
-
-    def configure(self, ctx):
-        ctx.run(
-            "perl",
-            "./Configure",
-            *CONFIGURE_OPTIONS,
-            "--prefix=/usr",
-            "--libdir=lib",
-            # Where a target program (racoon does not) would look for openssl.cnf and modules.
-            "--openssldir=/etc/ssl",
-            # Configure takes CC, CFLAGS, LDFLAGS, AR and RANLIB from the environment; CFLAGS
-            # replaces the target's default -O3.
-        )
-
-    def build(self, ctx):
-        # Only the libraries: the openssl program is not wanted on the board.
-        ctx.make("build_libs")
-
-    def install(self, ctx):
-        # Headers, libcrypto.a, libssl.a and the .pc files.
-        ctx.make(f"DESTDIR={ctx.staging}", "install_dev", jobs=1)
+    # Configure takes CC, CFLAGS, LDFLAGS, AR and RANLIB from the environment; CFLAGS replaces
+    # the target's default -O3. --openssldir: where a target program (racoon does not) would
+    # look for openssl.cnf and modules.
+    configure_steps = (
+        Run("perl", "./Configure", *CONFIGURE_OPTIONS, "--prefix=/usr", "--libdir=lib",
+            "--openssldir=/etc/ssl"),
+    )  # fmt: skip
+    # Only the libraries: the openssl program is not wanted on the board.
+    build_steps = (Make(".", "build_libs"),)
+    # Headers, libcrypto.a, libssl.a and the .pc files; nothing goes into the rootfs (racoon
+    # links libcrypto statically).
+    install_steps = (Make(".", "install_dev", jobs=1, DESTDIR="{staging}"),)

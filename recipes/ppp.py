@@ -12,7 +12,7 @@ cannot dlopen plugins, so none are built.
 
 from _ppp_source import PPP_SOURCE
 
-from fwbuild.recipe import DeviceNeed, GitSource, Package, Patch
+from fwbuild.kinds import DeviceNeed, GitSource, Make, Package, Patch, Run, Variant
 
 # What pppd/Makefile.linux's defaults (CHAPMS, MPPE, USE_CRYPT, HAS_SHADOW, multilink, TDB,
 # MAXOCTETS) produce, written out; no IPX_CHANGE (zig's kernel headers have no linux/ipx.h).
@@ -26,7 +26,12 @@ class Ppp(Package):
     name = "ppp"
     version = "2.4.3"
     license = "BSD-4-Clause AND GPL-2.0-or-later AND LGPL-2.0-or-later AND Public-Domain"
-    license_files = ("README", "pppd/tdb.c", "pppd/plugins/rp-pppoe/pppoe.h")
+    license_files = {
+        "README": "sha256:cedd515fd1e8272414ee31cf5d16babd7fe19f0467aabb6293903d2e355722de",
+        "pppd/tdb.c": "sha256:3990c65c506885f7bb75455d1d6188743a14ad46f5b62e136ef3739aed52c532",
+        "pppd/plugins/rp-pppoe/pppoe.h":
+            "sha256:ed9d060170af2234b3f51d769f75b0b551519bb00a26b81825a697f49c5ced1b",
+    }  # fmt: skip
     homepage = "https://ppp.samba.org/"
     # NVD files pppd's CVEs under two names (CVE-2020-8597 under the second).
     cpe_products = ("samba:ppp", "point-to-point_protocol_project:point-to-point_protocol")
@@ -63,26 +68,23 @@ class Ppp(Package):
             ),
         ),
     )
-    target_files = {"usr/sbin/pppd": 0o755, "usr/sbin/chat": 0o755, "usr/sbin/pppstats": 0o755}
+    variants = {"mppc": Variant("Jan Dubiec's MPPE/MPPC 1.1 patch instead of the stock MPPE")}
     needs_devices = (DeviceNeed("/dev/ppp", "c", 108, 0, why="pppd's generic PPP channel"),)
 
-    def configure(self, ctx):
-        # ppp's own configure only picks the linux Makefiles (from uname); it probes nothing.
-        ctx.run("./configure", "--prefix=/usr")
-
-    def build(self, ctx):
-        cc = ctx.env["CC"]
-        cflags = f"{ctx.env['CFLAGS']} -std=gnu89 -I../include {PPPD_DEFINES}"
-        # Not the top-level make: it would also build plugins (shared objects) and pppdump.
-        ctx.make(
-            "-C", "pppd", f"CC={cc}", f"CFLAGS={cflags}", "LDFLAGS=", "LIBS=", "FILTER=", "PLUGIN="
-        )
+    # ppp's own configure only picks the linux Makefiles (from uname); it probes nothing.
+    configure_steps = (Run("./configure", "--prefix=/usr"),)
+    # Not the top-level make: it would also build plugins (shared objects) and pppdump.
+    build_steps = (
+        Make("pppd", CC="{CC}", CFLAGS=f"{{CFLAGS}} -std=gnu89 -I../include {PPPD_DEFINES}",
+             LDFLAGS="", LIBS="", FILTER="", PLUGIN=""),
         # chat links with `$(CC) -o chat chat.o`: flags must ride on CC to reach the link.
-        ctx.make("-C", "chat", f"CC={cc} {ctx.env['CFLAGS']}", "COPTS=-std=gnu89")
-        ctx.make("-C", "pppstats", f"CC={cc}", f"COPTS={ctx.env['CFLAGS']} -std=gnu89")
-
-    def install(self, ctx):
-        # Upstream's `make install` strips with the host strip, chgrps, and rebuilds a missing
-        # binary with the host cc: copy the three programs instead.
-        for program in ("pppd/pppd", "chat/chat", "pppstats/pppstats"):
-            ctx.install_file(program, "usr/sbin/" + program.split("/")[1], 0o755)
+        Make("chat", CC="{CC} {CFLAGS}", COPTS="-std=gnu89"),
+        Make("pppstats", CC="{CC}", COPTS="{CFLAGS} -std=gnu89"),
+    )  # fmt: skip
+    # Upstream's `make install` strips with the host strip, chgrps, and rebuilds a missing
+    # binary with the host cc: the three programs are copied instead.
+    install_files = {
+        "usr/sbin/pppd": ("pppd/pppd", 0o755),
+        "usr/sbin/chat": ("chat/chat", 0o755),
+        "usr/sbin/pppstats": ("pppstats/pppstats", 0o755),
+    }
