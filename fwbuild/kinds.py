@@ -24,7 +24,6 @@ offer as extra tasks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -147,6 +146,14 @@ class KconfigPackage(Package):
                     f"board builds everything in; set them to y or n in {source}",
                     package=self.name,
                 )
+
+    def kind_commands(self) -> list[tuple[str, str]]:
+        fragments = " + ".join(self.fragment_files())
+        return [
+            ("configure", f"make {self.kconfig_base}"),
+            ("configure", f"merge {fragments}"),
+            ("configure", "make oldconfig; every value of the fragments read back"),
+        ]
 
     def menuconfig(self, ctx: Context) -> None:
         """The tree's menuconfig on its configured tree (the user's terminal)."""

@@ -410,6 +410,10 @@ class Package:
         ``install_files`` (the generic package has none)."""
         return ()
 
+    def kind_commands(self) -> list[tuple[str, str]]:
+        """``(stage, command)`` the kind runs besides the declared steps, for ``doit info``."""
+        return []
+
     def install(self, ctx: Context) -> None:
         """Install into ``ctx.staging`` (the package's own DESTDIR): the declared
         ``install_steps`` (or the kind's), then ``install_files`` and ``install_links``."""
@@ -435,6 +439,13 @@ class MakePackage(Package):
 
     def install_args(self, ctx: Context) -> list[str]:
         return [f"DESTDIR={ctx.staging}", "install"]
+
+    def kind_commands(self) -> list[tuple[str, str]]:
+        tools = " ".join(f"{k}={{{k}}}" for k in TOOLCHAIN_MAKE_VARIABLES)
+        found = [] if self.build_steps else [("build", f"make {tools}")]
+        if self.install_steps is None and not self.install_files:
+            found.append(("install", f"make {tools} DESTDIR={{staging}} install"))
+        return found
 
     def toolchain_make_vars(self, ctx: Context) -> list[str]:
         env = ctx.env
@@ -519,6 +530,14 @@ class AutotoolsPackage(Package):
 
     def default_install_steps(self) -> tuple[Step, ...]:
         return (Make(".", self.install_target, jobs=1, DESTDIR="{staging}"),)
+
+    def kind_commands(self) -> list[tuple[str, str]]:
+        options = " ".join(self.configure_options)
+        found = [("configure", f"./configure --host={{host}} --build={{build}} "
+                  f"--prefix={self.prefix} {options}".rstrip())]  # fmt: skip
+        if not self.build_steps:
+            found.append(("build", "make"))
+        return found
 
 
 def install_declared(pkg: Package, ctx: Context) -> None:

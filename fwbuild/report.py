@@ -359,7 +359,8 @@ def _only_pictures(records: list[TaskRecord]) -> bool:
         return False  # (a no-op need not import fwbuild.graphs)
     from fwbuild.graphs import PICTURE_TASKS
 
-    return all(t in PICTURE_TASKS for t in worked)
+    # `doit info:<pkg>` (fwbuild.info) only prints: it is not a build either
+    return all(t in (*PICTURE_TASKS, "info") for t in worked)
 
 
 def _lock_build(project: Project) -> None:

@@ -43,8 +43,8 @@ from fwbuild.cache import ccache_env, ccache_identity
 from fwbuild.codedigest import code_inputs
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.fsutil import atomic_write, file_digest
-from fwbuild.overrides import tree_fingerprint
 from fwbuild.licensing import verify_licenses
+from fwbuild.overrides import tree_fingerprint
 from fwbuild.recipe import Package, Source, expand_target_files
 from fwbuild.stamps import ENGINE_STAMP_VERSION, write_stamp
 from fwbuild.steps import Context, clean_env

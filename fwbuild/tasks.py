@@ -351,6 +351,8 @@ LATER_TASKS = {
     "graph-size": ("fwbuild.graphs", "graph_tasks", "task_graph_size"),
     "cve-check": ("fwbuild.cve", "cve_tasks", "task_cve_check"),
     "source-check": ("fwbuild.sourcecheck", "source_check_tasks", "task_source_check"),
+    # info:<pkg>; not "info", a doit command's name (a creator may not have it, its tasks may)
+    "package-info": ("fwbuild.info", "info_tasks", "task_package_info"),
 }
 
 

@@ -1,12 +1,16 @@
 """Generated packages and a generated project for end-to-end tests and benchmarks.
 
-Two small C packages, made from scratch here (nothing upstream is involved):
+Small C packages, made from scratch here (nothing upstream is involved):
 
 * ``libgreet-1.0``: an autotools-style package (a hand-written ``configure`` that honours
   ``--host``/``--prefix`` and the toolchain variables), a static library, a header and a ``greet``
   program;
 * ``hello-1.0``: a plain Makefile package linking ``libgreet``; a downloaded, gzip-compressed
-  patch creates ``extra.c`` in ``diff -N`` style, and our own patch changes the greeting.
+  patch creates ``extra.c`` in ``diff -N`` style, and our own patch changes the greeting;
+* ``tally-2.1`` (``add_tally_package``): shaped like a 2005 autotools package (a configure that
+  rejects a ``*-musl`` host as an old config.sub does and needs a cache variable for its run
+  test, GNU89 ``extern inline``, subdirectories, an install that runs the host's strip), built
+  by a recipe made only of declarations (fwbuild.kinds).
 
 ``make_project`` writes a project directory (dodo.py, board file, recipes, patches, overlay) whose
 recipes download from a given base URL: the tests serve the tarballs over real HTTP.
@@ -208,6 +212,7 @@ def make_dist(work: Path) -> Dist:
             "libgreet-1.0.tar.gz": _tarball("libgreet-1.0", LIBGREET_FILES),
             "hello-1.0.tar.gz": _tarball("hello-1.0", hello_files),
             "hello-1.0-extra.patch.gz": gzip.compress(patch.encode(), mtime=0),
+            "tally-2.1.tar.gz": tally_tarball(),
         }
     )
 
@@ -355,3 +360,206 @@ def add_own_code_package(root: Path) -> None:
     board.write_text(
         board.read_text().replace('packages = ["hello"]', 'packages = ["hello", "notes"]')
     )
+
+
+# --- tally: a real-world-shaped autotools package, built by a recipe that only declares ------
+TALLY_CONFIGURE = r"""#!/bin/sh
+# tally's configure, shaped like a 2005 autoconf one: config.sub of its day knows no *-musl host,
+# and a run test cannot run when cross compiling (its cache variable must be given).
+prefix=/usr/local
+host=
+build=
+nls=yes
+for arg in "$@"; do
+  case "$arg" in
+    --prefix=*) prefix=${arg#--prefix=} ;;
+    --host=*) host=${arg#--host=} ;;
+    --build=*) build=${arg#--build=} ;;
+    --disable-nls) nls=no ;;
+    *) echo "configure: error: unrecognized option: $arg" >&2; exit 1 ;;
+  esac
+done
+case "$host" in
+  i[3456]86-pc-linux-gnu|x86_64-pc-linux-gnu|mipsel-unknown-linux-gnu|arm-unknown-linux-gnu) ;;
+  "") echo "configure: error: cross compiling needs --host" >&2; exit 1 ;;
+  *) echo "configure: error: config.sub: invalid configuration \`$host'" >&2; exit 1 ;;
+esac
+if [ -z "$tally_cv_sizeof_long" ]; then
+  echo "configure: error: cannot run test program while cross compiling" >&2
+  exit 1
+fi
+: "${CC:=cc}" "${AR:=ar}" "${RANLIB:=ranlib}"
+printf 'int main(void) { return 0; }\n' > conftest.c
+if ! $CC $CFLAGS $LDFLAGS conftest.c -o conftest; then
+  echo "configure: error: C compiler cannot create executables" >&2; exit 1
+fi
+rm -f conftest conftest.c
+cat > config.h <<EOF
+#define TALLY_HOST "$host"
+#define SIZEOF_LONG $tally_cv_sizeof_long
+#define ENABLE_NLS $([ $nls = yes ] && echo 1 || echo 0)
+EOF
+cat > config.mk <<EOF
+CC = $CC
+AR = $AR
+RANLIB = $RANLIB
+CFLAGS = $CFLAGS
+LDFLAGS = $LDFLAGS
+prefix = $prefix
+EOF
+echo "configure: tally configured for $host"
+"""
+
+TALLY_MAKEFILE = """\
+include config.mk
+
+all:
+\t$(MAKE) -C lib CC="$(CC)" AR="$(AR)" RANLIB="$(RANLIB)" CFLAGS="$(CFLAGS)"
+\t$(MAKE) -C src CC="$(CC)" CFLAGS="$(CFLAGS)" LDFLAGS="$(LDFLAGS)"
+
+# Upstream strips with the build host's strip, which cannot read a cross binary.
+install: all
+\tinstall -s -m 755 src/tally $(DESTDIR)$(prefix)/bin/tally
+"""
+
+TALLY_FILES = {
+    "configure": TALLY_CONFIGURE,
+    "COPYING": MIT_LICENSE.format(name="tally"),
+    "Makefile": TALLY_MAKEFILE,
+    "tally.conf": "# tally's defaults\nwords = yes\n",
+    "lib/Makefile": (
+        "libtally.a: count.o\n\t$(AR) rc $@ count.o\n\t$(RANLIB) $@\n\n"
+        "count.o: count.c ../count.h\n\t$(CC) $(CFLAGS) -I.. -c -o $@ count.c\n"
+    ),
+    # 2005 C: `extern inline` in a header is GNU89's "inline only", with the one real definition
+    # in count.c; a C99 compiler emits a definition per file instead (duplicate symbols), so
+    # the package needs -std=gnu89, as the recipe says.
+    "count.h": textwrap.dedent("""\
+        extern inline int is_space(int c) { return c == ' ' || c == '\\n' || c == '\\t'; }
+        long count_words(const char *s);
+        long count_lines(const char *s);
+        """),
+    "lib/count.c": textwrap.dedent("""\
+        #include "count.h"
+
+        int is_space(int c) { return c == ' ' || c == '\\n' || c == '\\t'; }
+
+        long count_words(const char *s)
+        {
+            long n = 0;
+            int in = 0;
+            for (; *s; s++) {
+                if (is_space(*s)) in = 0;
+                else if (!in) { in = 1; n++; }
+            }
+            return n;
+        }
+
+        long count_lines(const char *s)
+        {
+            long n = 0;
+            for (; *s; s++)
+                if (*s == '\\n') n++;
+            return n;
+        }
+        """),
+    "src/Makefile": (
+        "tally: tally.o ../lib/libtally.a\n\t$(CC) $(LDFLAGS) -o $@ tally.o ../lib/libtally.a\n\n"
+        "tally.o: tally.c ../count.h ../config.h\n\t$(CC) $(CFLAGS) -I.. -c -o $@ tally.c\n"
+    ),
+    "src/tally.c": textwrap.dedent("""\
+        #include <stdio.h>
+        #include "config.h"
+        #include "count.h"
+
+        int main(int argc, char **argv)
+        {
+            const char *text = argc > 1 ? argv[1] : "";
+            if (sizeof(long) != SIZEOF_LONG) return 2;
+            printf("tally 2.1 (%s): %ld lines %ld words\\n", TALLY_HOST,
+                   count_lines(text), count_words(text));
+            return 0;
+        }
+        """),
+}
+
+TALLY_OWN_PATCH_HEADER = """\
+tally: count a last line that has no newline
+
+A text whose last line does not end in a newline was one line short.
+
+"""
+
+
+def tally_own_patch() -> str:
+    """Our patch of tally (a real unified diff, made here): a header saying what it fixes."""
+    import difflib
+
+    old = TALLY_FILES["lib/count.c"]
+    new = old.replace(
+        "    long n = 0;\n    for (; *s; s++)\n        if (*s == '\\n') n++;\n    return n;",
+        "    long n = 0;\n    const char *start = s;\n    for (; *s; s++)\n"
+        "        if (*s == '\\n') n++;\n    if (s > start && s[-1] != '\\n')\n        n++;\n"
+        "    return n;",
+    )
+    assert new != old
+    diff = difflib.unified_diff(
+        old.splitlines(keepends=True), new.splitlines(keepends=True),
+        "a/lib/count.c", "b/lib/count.c",
+    )  # fmt: skip
+    return TALLY_OWN_PATCH_HEADER + "".join(diff)
+
+
+# Only declarations: the kind (autotools) does configure/make; what differs is said as data.
+TALLY_RECIPE = '''\
+"""tally 2.1: counts lines and words (a generated, real-world-shaped autotools package)."""
+
+from fwbuild.kinds import AutotoolsPackage, Source
+
+
+class Tally(AutotoolsPackage):
+    name = "tally"
+    version = "2.1"
+    license = "MIT"
+    license_files = {{"COPYING": "sha256:{copying}"}}
+    homepage = "https://tally.example.org/"
+    sources = (
+        Source("tally-2.1.tar.gz", urls=("{upstream}/tally-2.1.tar.gz",), sha256="{sha}"),
+    )
+    configure_options = ("--disable-nls",)
+    # AC_TRY_RUN cannot run on the build machine: the target's answer.
+    configure_cache = {{"tally_cv_sizeof_long": "4"}}
+    # 2005 C: GNU89 inline semantics.
+    make_variables = {{"CFLAGS": "{{CFLAGS}} -std=gnu89"}}
+    # Upstream's install strips with the host's strip: the files are copied instead.
+    install_files = {{
+        "usr/bin/tally": ("src/tally", 0o755),
+        "etc/tally.conf": ("tally.conf", 0o644),
+    }}
+'''
+
+
+def tally_tarball() -> bytes:
+    return _tarball("tally-2.1", TALLY_FILES)
+
+
+def add_tally_package(root: Path, base_url: str) -> Path:
+    """Add ``tally`` (recipe, our patch) to a project made by ``make_project``; the mirror must
+    serve ``tally-2.1.tar.gz`` (``tally_tarball()``) under ``/upstream``. Returns the recipe."""
+    data = tally_tarball()
+    recipe = root / "recipes" / "tally.py"
+    recipe.write_text(
+        TALLY_RECIPE.format(
+            upstream=f"{base_url}/upstream",
+            sha=hashlib.sha256(data).hexdigest(),
+            copying=hashlib.sha256(TALLY_FILES["COPYING"].encode()).hexdigest(),
+        )
+    )
+    own = root / "patches" / "tally" / "2.1"
+    own.mkdir(parents=True)
+    (own / "0001-count-last-line-without-newline.patch").write_text(tally_own_patch())
+    board = root / "configs" / "board.toml"
+    board.write_text(
+        board.read_text().replace('packages = ["hello"]', 'packages = ["hello", "tally"]')
+    )
+    return recipe
