@@ -205,6 +205,9 @@ def files_digests(
         path = _class_file(klass)
         if path is not None and path not in files and (_under(path, engine) or _under(path, rdir)):
             files[path] = file_digest(path)
+            if _under(path, engine):
+                for module in _engine_top_imports(path):
+                    files.setdefault(module, file_digest(module))
     rows = []
     for path, digest in files.items():
         if _under(path, rdir):
@@ -215,6 +218,27 @@ def files_digests(
             shown = path
         rows.append([shown, digest])
     return sorted(rows)
+
+
+_TOP_IMPORTS: dict[str, frozenset[str]] = {}
+# An import statement at the top level of a module starts in column 0 (one under TYPE_CHECKING or
+# inside a function is indented).
+_TOP_IMPORT = re.compile(rb"^(?:from|import)[ \t]+fwbuild\.([A-Za-z0-9_]+)", re.MULTILINE)
+
+
+def _engine_top_imports(path: str) -> frozenset[str]:
+    """The engine modules an engine class's file imports at its top level: the code its methods
+    run besides its own, such as the declared ``Make`` steps (``fwbuild/commands.py``) and the
+    target's names (``fwbuild/arch.py``) that the kinds in ``fwbuild/recipe.py`` use. One
+    level: a module's own helpers are its business."""
+    found = _TOP_IMPORTS.get(path)
+    if found is None:
+        with open(path, "rb") as fh:
+            names = {m.decode() for m in _TOP_IMPORT.findall(fh.read())}
+        candidates = (os.path.join(str(ENGINE_DIR), f"{name}.py") for name in sorted(names))
+        found = frozenset(_real(c) for c in candidates if os.path.isfile(c))
+        _TOP_IMPORTS[path] = found
+    return found
 
 
 def _under(path: str, directory: str) -> bool:

@@ -25,15 +25,33 @@ if TYPE_CHECKING:
     from fwbuild.project import Project
     from fwbuild.recipe import Package, Source
 
-# What each stage's stamp covers beyond the previous stage (fwbuild.project.stage_inputs).
-STAGE_INPUTS = {
-    "fetch": "the digests of the active sources and patches (and any local override)",
-    "patch": "fetch, the downloaded patches' strip levels, our patches' contents, local source",
-    "configure": "patch, the version, the recipe file, the toolchain's identity, the board "
-    "files and sections it reads, its variants, its dependencies' installs",
-    "build": "configure",
-    "install": "build",
-}
+
+def _summary(value: Any) -> str:
+    """A stage input in a few words: the names of ``[name, digest]`` rows, ``key=value`` pairs."""
+    if isinstance(value, list):
+        return ", ".join(str(v[0]) if isinstance(v, list) and v else _summary(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{k}" if isinstance(v, dict | list) else f"{k}={v}" for k, v in value.items()
+        )
+    return str(value)
+
+
+def stage_input_lines(project: Project, name: str) -> Iterator[str]:
+    """What each stage's key is made of (``Project.stage_inputs``), one line per stage."""
+    from fwbuild.stages import STAGES
+
+    for stage in STAGES:
+        inputs = project.stage_inputs(name, stage)
+        parts = []
+        for key, value in inputs.items():
+            if key in ("engine", "stage") or value in (None, [], {}, ""):
+                continue
+            if key in STAGES:
+                parts.append(f"the {key} stage")
+            else:
+                parts.append(f"{key.replace('_', ' ')} ({_summary(value)})")
+        yield f"    {stage:10} " + "; ".join(parts)
 
 
 def patch_summary(path: Path) -> tuple[str, list[str]]:
@@ -211,8 +229,7 @@ def describe_package(project: Project, name: str) -> str:
     lines.append(f"    sections: {', '.join(f'[{s}]' for s in pkg.board_sections) or 'none'}")
     lines.append(f"    files:    {', '.join(pkg.board_files) or 'none'}")
     lines.append("Each stage is redone when these change:")
-    for stage, what in STAGE_INPUTS.items():
-        lines.append(f"    {stage:10} {what}")
+    lines += stage_input_lines(project, name)
     return "\n".join(lines)
 
 

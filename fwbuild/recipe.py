@@ -36,6 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from fwbuild.arch import Arch, target_arch
 from fwbuild.commands import File, Make, Run, Step, Touch, Variant, board_values, expand
 from fwbuild.errors import ConfigError
 from fwbuild.licensing import check_digest_syntax
@@ -46,7 +47,6 @@ __all__ = [
 ]  # fmt: skip
 
 if TYPE_CHECKING:
-    from fwbuild.arch import Arch
     from fwbuild.config import Board
     from fwbuild.steps import Context
 
@@ -305,8 +305,6 @@ class Package:
     def arch(self) -> Arch:
         """The board's target under the names build systems use (``self.arch.gnu_host``,
         ``.linux_arch``, ``.kernel_image`` …; fwbuild.arch)."""
-        from fwbuild.arch import target_arch
-
         return target_arch(self.board.target.arch, self.board.target.cpu)
 
     @property
@@ -415,8 +413,8 @@ class Package:
         return []
 
     def install(self, ctx: Context) -> None:
-        """Install into ``ctx.staging`` (the package's own DESTDIR): the declared
-        ``install_steps`` (or the kind's), then ``install_files`` and ``install_links``."""
+        """Install into ``ctx.staging`` (the package's own DESTDIR)."""
+        # the declared install_steps (or the kind's), then install_files and install_links
         steps = self.install_steps
         if steps is None:
             steps = () if self.install_files else self.default_install_steps()

@@ -98,7 +98,10 @@ def test_info_prints_what_the_recipe_declares(tally: tuple[Path, Path, DoitRun])
         "every make: CFLAGS={CFLAGS} -std=gnu89",
         "usr/bin/tally <- src/tally  0755",
         "etc/tally.conf <- tally.conf  0644",
-        "configure  patch, the version, the recipe file, the toolchain's identity",
+        # what each stage's key is made of, from the keys themselves
+        "configure  the patch stage; version (2.1); recipe (fwbuild/",
+        "recipes/tally.py); toolchain (kind=zig",
+        "install    the build stage",
     ):
         assert expected in out, (expected, out)
     hello = run_doit(project, "info:hello")
@@ -187,3 +190,16 @@ def test_make_step_command_line() -> None:
         "V=1",
         "install",
     ]
+
+
+def test_the_code_of_declared_steps_is_in_the_stage_key() -> None:
+    """Editing how a Make step is run (fwbuild/commands.py) or the target's names
+    (fwbuild/arch.py) changes every declarative package's configure key."""
+    from fwbuild.codedigest import files_digests
+
+    class Prog(Package):
+        name = "prog"
+        version = "1"
+
+    names = [row[0] for row in files_digests(Prog, Path(__file__), REPO / "recipes", {})]
+    assert {"fwbuild/commands.py", "fwbuild/arch.py", "fwbuild/recipe.py"} <= set(names), names
