@@ -173,6 +173,10 @@ def make_tasks(project: Project) -> dict[str, Callable[[], Any]]:
     creators["dirclean"] = LaterTaskCreator(_dirclean_task(project))
     for basename, (module, function, creator) in LATER_TASKS.items():
         creators[basename] = LaterTaskCreator(_from_module(project, module, function, creator))
+    # info:<pkg> (fwbuild.info): its creator cannot be called "info", a doit command's name
+    creators["package-info"] = InfoTaskCreator(
+        _from_module(project, "fwbuild.info", "info_tasks", "task_package_info")
+    )
     return creators
 
 
@@ -351,8 +355,6 @@ LATER_TASKS = {
     "graph-size": ("fwbuild.graphs", "graph_tasks", "task_graph_size"),
     "cve-check": ("fwbuild.cve", "cve_tasks", "task_cve_check"),
     "source-check": ("fwbuild.sourcecheck", "source_check_tasks", "task_source_check"),
-    # info:<pkg>; not "info", a doit command's name (a creator may not have it, its tasks may)
-    "package-info": ("fwbuild.info", "info_tasks", "task_package_info"),
 }
 
 
@@ -400,6 +402,16 @@ class LaterTaskCreator(TaskCreator):
             raise InvalidTask(f"fwbuild: {exc}") from None
 
     create_doit_tasks.doit_create_after = DelayedLoader(create_doit_tasks)  # type: ignore[attr-defined]
+
+
+class InfoTaskCreator(LaterTaskCreator):
+    """``info:<pkg>``: made when asked for, under the basename ``info`` (``creates``), which
+    doit allows for tasks though not for their creator."""
+
+    def create_doit_tasks(self) -> Any:
+        return super().create_doit_tasks()
+
+    create_doit_tasks.doit_create_after = DelayedLoader(create_doit_tasks, creates=["info"])  # type: ignore[attr-defined]
 
 
 def _unstamp(project: Project, name: str, stage: str) -> None:
