@@ -3,9 +3,10 @@
 A package's configure key covers the board sections it declares (``board_sections``) and the
 board files it declares (``board_files``), nothing else. A recipe that read ``self.board.data``
 directly could depend on a section no key covers, and a change there would never rebuild it.
-So ``Package.board`` is this view: paths, name, target, variants and the rest of the board as
-they are, while the sections are read only through ``Package.setting(section)`` (and the typed
-``self.board.settings(section)``), which refuse a section the recipe did not declare.
+So ``Package.board`` is this view: paths, name, target and the rest of the board as they are;
+the sections only through ``Package.setting(section)`` (or the typed
+``self.board.settings(section)``) and the variants only through ``variant(name)``, each of which
+refuses what the recipe did not declare.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class BoardView:
         """``Board.settings`` (the section validated and typed), for a declared section only."""
         self._package.check_section(section)
         return self._board.settings(section)
+
+    def variant(self, name: str) -> bool:
+        """``Board.variant``, for a variant the recipe declares only (as ``Package.variant``)."""
+        if name not in self._package.used_variants():
+            return self._package.variant(name)  # refuses it, naming the recipe
+        return self._board.variant(name)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, BoardView):

@@ -69,6 +69,7 @@ UNDECLARED = {
     "a section": ('self.setting("paths")', "without declaring it (board_sections: none)"),
     "the raw sections": ('self.board.data["paths"]', "reads the board's sections directly"),
     "a typed section": ('self.board.settings("paths")', "add 'paths' to `board_sections"),
+    "a variant": ('self.board.variant("fancy")', "reads variant 'fancy' without declaring it"),
     "a board file": (
         'self.board_file("configs/board.toml")',
         "without declaring it (board_files: configs/declared.txt)",
