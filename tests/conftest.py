@@ -11,6 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.genpkgs import Dist, make_dist
 from support.httpserver import FaultServer
+from support.layers import _layer_guard, scan_hook  # noqa: F401 (an autouse fixture)
+
+scan_hook()
 
 
 def need(tool: str) -> str:
