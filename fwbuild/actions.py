@@ -26,7 +26,7 @@ def guarded(project: Project, func: Callable[[], Any]) -> Any:
         failed = TaskFailed(str(exc))
         # doit passes the failure object to the reporter (pickled from a worker with -n): the
         # log travels as an attribute of it, a plain string
-        failed.log = str(exc.log) if exc.log else None  # type: ignore[attr-defined]
+        failed.log = str(exc.log) if exc.log else None
         return failed
     except KeyboardInterrupt:
         raise

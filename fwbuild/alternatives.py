@@ -145,8 +145,8 @@ def fetch_source(
         f"none of the {len(failures)} alternatives of {source.filename} could be had (the "
         "recipe's file and its fallbacks, each a different file with its own digest):"
     ]
-    for alt, exc in failures:
-        text = str(exc).replace("\n", "\n    ")
+    for alt, error in failures:
+        text = str(error).replace("\n", "\n    ")
         lines.append(f"  {alt.filename}: {text}")
     from fwbuild.errors import DigestMismatch
 

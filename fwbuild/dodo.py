@@ -120,4 +120,4 @@ def careful_dep_file() -> None:
             )
 
     dump.fwbuild = True  # type: ignore[attr-defined]
-    JsonDB.dump = dump  # type: ignore[method-assign]
+    JsonDB.dump = dump

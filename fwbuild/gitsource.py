@@ -530,8 +530,8 @@ def export_tree(gitdir: Path, commit: str, out: object, *, prefix: str, deadline
     # tarfile has changed across versions). encoding+surrogateescape: path bytes go out as git
     # stores them.
     with (
-        tarfile.open(
-            fileobj=out,  # type: ignore[arg-type]
+        tarfile.open(  # type: ignore[call-overload]  # a pipe: typeshed wants a seekable file
+            fileobj=out,
             mode="w|",
             format=tarfile.GNU_FORMAT,
             encoding="utf-8",

@@ -425,9 +425,9 @@ def size_text(sizes: Sizes, roles: dict[str, str], project: Project) -> str:
             f"  {p:<{width}}  {counts[p]:>5}  {n:>10}  {human(n):>10}  "
             f"{100 * n / (total or 1):4.0f}%  {shown}"
         )
-    limit = f", budget {human(budget.max_size)}" if budget.max_size else ""
+    budget_note = f", budget {human(budget.max_size)}" if budget.max_size else ""
     lines += [f"  {'total':<{width}}  {len(sizes.files):>5}  {total:>10}  {human(total):>10}"
-              f"{limit}", "", "images:", ""]  # fmt: skip
+              f"{budget_note}", "", "images:", ""]  # fmt: skip
     for name, n in sizes.images.items():
         note = ""
         if name == INITRAMFS and budget.max_initramfs:

@@ -91,7 +91,7 @@ def parse_permission_lines(file: Path) -> list[tuple[Entry, str]]:
                 (
                     Entry(
                         path=path
-                        if n is None
+                        if n is None or match is None
                         else path[: match.start()] + str(n) + path[match.end() :],
                         type=kind,
                         mode=numbers[0],

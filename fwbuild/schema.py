@@ -296,7 +296,7 @@ def board_model(sections: Mapping[str, type[BaseModel]]) -> type[BaseModel]:
     for name, model in sorted(sections.items()):
         required = any(f.is_required() for f in model.model_fields.values())
         fields[name] = (model, ...) if required else (model | None, None)
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         "Board",
         __config__=ConfigDict(extra="forbid", strict=True, title="fwbuild board file"),
         **fields,
@@ -440,7 +440,7 @@ def format_errors(
     """pydantic's errors as one paragraph: file, ``[section] key``, what is wrong, did you mean."""
     errors = exc.errors()
     # "[toolchains.x] prefix is missing" says nothing "prefx: did you mean prefix?" does not
-    suggested = set()
+    suggested: set[tuple[str | int, ...]] = set()
     for err in errors:
         if err["type"] == "extra_forbidden" and len(err["loc"]) > 1:
             parent = _model_at(model, tuple(err["loc"][:-1]))
