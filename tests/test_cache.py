@@ -503,3 +503,51 @@ def test_ccache_reuses_compiles_and_is_in_the_keys(
     monkeypatch.setenv("FWBUILD_CCACHE", "1")
     on = Project.load(board, project).key("hello", "configure")
     assert on != off
+
+
+KERNEL_STYLE_RECIPE = """\
+from fwbuild.recipe import Package
+
+
+class Kmod(Package):
+    name = "kmod"
+    version = "1"
+    license = "MIT"
+    toolchain = "kernel"
+    local_source = "src/kmod"
+
+    def build(self, ctx):
+        # as the kernel's make does: the compiler by its prefixed name, found on PATH
+        ctx.make(f"CC={ctx.env['CROSS_COMPILE']}gcc")
+
+    def install(self, ctx):
+        ctx.install_file("k.o", "lib/k.o")
+"""
+
+
+def test_ccache_reaches_a_gcc_named_on_path(tmp_path: Path, mirror_root: Path, dist: Dist) -> None:
+    """The kernel's way: make runs ``i686-linux-gnu-gcc`` by name; with FWBUILD_CCACHE=1 that is
+    ccache (a link first on PATH), which runs the real cross gcc: a rebuild from a fresh tree
+    hits."""
+    with FaultServer(mirror_root) as srv:
+        project = make_project(tmp_path / "p", dist, srv.url)
+    (project / "src" / "kmod").mkdir(parents=True)
+    (project / "src" / "kmod" / "k.c").write_text("int k(int x) { return x * 3; }\n")
+    (project / "src" / "kmod" / "Makefile").write_text("k.o: k.c\n\t$(CC) -O2 -c -o $@ $<\n")
+    (project / "recipes" / "kmod.py").write_text(KERNEL_STYLE_RECIPE)
+    board = project / "configs" / "board.toml"
+    board.write_text(
+        board.read_text().replace('packages = ["hello"]', 'packages = ["hello", "kmod"]')
+        + '\n[toolchains.kernel]\nkind = "gcc"\nprefix = "i686-linux-gnu-"\n'
+    )
+    env = doit_env(FWBUILD_CCACHE="1", CCACHE_DIR=str(tmp_path / "ccache"))
+    run = run_doit(project, "install:kmod", env=env)
+    assert run.returncode == 0, run.output
+    first = _ccache_stats(tmp_path / "ccache")
+    assert first.get("cache_miss", 0) == 1, first
+    again = run_doit(project, "dirclean:kmod", "install:kmod", env=env)
+    assert again.returncode == 0 and "build:kmod" in again.ran, again.output
+    second = _ccache_stats(tmp_path / "ccache")
+    assert second.get("direct_cache_hit", 0) == 1, second
+    staged = project / "build" / "kmod" / "staging" / "lib" / "k.o"
+    assert b"\x7fELF\x01" in staged.read_bytes()[:5]  # a 32-bit object: the cross gcc made it
