@@ -382,7 +382,7 @@ def _checked_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
 def _keep_modes(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
     # The members were checked by _checked_members; modes and times stay as packed, owners go
     # (the extracting user owns the tree).
-    return member.replace(uid=None, gid=None, uname=None, gname=None, deep=False)
+    return member.replace(uid=os.geteuid(), gid=os.getegid(), uname="", gname="", deep=False)
 
 
 def unpack(archive: Path, dest: Path) -> None:
