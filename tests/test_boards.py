@@ -10,6 +10,7 @@ set is a load-time error naming the board file, the variant and the fix.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from fwbuild.project import Project
 REPO = Path(__file__).resolve().parents[1]
 GREETING = "hello: extra\nHello, SISO, from libgreet 1.0\nhello: patched\n"
 ARM_GCC = "arm-linux-gnueabi-gcc"
+ARM_LIBGCC = "/usr/lib/gcc-cross/arm-linux-gnueabi/12/libgcc.a"  # configs/armv5te.toml's
 
 MIPSEL_TARGET = """[target]
 arch = "mipsel"
@@ -198,6 +200,11 @@ def test_repository_board_loads_with_the_real_recipes(name: str) -> None:
     assert project.board.paths.build != siso.board.paths.build
     strip = project.toolchain.identity()["strip"]
     assert isinstance(strip, dict) and strip["command"] == "llvm-strip"
+    # a file the board links must be where scripts/setup-debian's packages put it
+    for flag in project.board.target.ldflags:
+        if flag.startswith("/"):
+            need(ARM_GCC)
+            assert Path(flag).is_file(), flag
 
 
 def test_repository_board_without_mppc_names_the_fix(tmp_path: Path) -> None:
@@ -212,3 +219,43 @@ def test_repository_board_without_mppc_names_the_fix(tmp_path: Path) -> None:
     message = str(caught.value)
     assert str(board) in message and "mppc" in message and "recipes/ppp.py" in message
     assert "add `mppc = true` or `false` to [variants]" in message
+
+
+@pytest.mark.parametrize(
+    ("arch", "cpu", "libc", "ldflags", "qemu"),
+    [
+        ("mipsel", "mips32r2", "musleabi", (), ["qemu-mipsel", "-cpu", "24Kc"]),
+        ("arm", "arm926ej_s", "musleabi", ("-Os", ARM_LIBGCC), ["qemu-arm", "-cpu", "arm926"]),
+    ],
+    ids=["mipsel", "armv5te"],
+)  # fmt: skip
+def test_rngseed_is_portable(
+    tmp_path: Path, arch: str, cpu: str, libc: str, ldflags: tuple[str, ...], qemu: list[str]
+) -> None:
+    """src/rngseed/rngseed.c reads the x86 time stamp counter only on x86; elsewhere it takes
+    the kernel's monotonic clock, so it builds for MIPS and ARM and, with no seed to credit,
+    falls back to timing jitter there (crediting fails under qemu-user: RNDADDENTROPY)."""
+    if ldflags:
+        need(ARM_GCC)
+    from fwbuild.toolchain import ZigToolchain
+
+    toolchain = ZigToolchain(
+        arch=arch, cpu=cpu, libc=libc, triplet=f"{arch}-linux-{libc}", bindir=tmp_path / "bin",
+        ldflags=ldflags,
+    )  # fmt: skip
+    env = {**os.environ, **toolchain.env()}
+    out = tmp_path / "rngseed"
+    built = subprocess.run(
+        [env["CC"], *env["CFLAGS"].split(), *env["LDFLAGS"].split(), "-o", str(out),
+         str(REPO / "src" / "rngseed" / "rngseed.c")],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert elf_machine(out)[:2] == ({"mipsel": "EM_MIPS", "arm": "EM_ARM"}[arch], True)
+    result = subprocess.run(
+        [need(qemu[0]), *qemu[1:], str(out), str(tmp_path / "no-such-dir" / "seed")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "no provisioned seed" in result.stderr, result.stderr
+    assert "crediting CPU timing jitter" in result.stderr
+    assert result.returncode == 1  # nothing credited (qemu-user), and the seed cannot be saved
