@@ -40,18 +40,12 @@ the build goes on without it.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import http.client
 import json
-import multiprocessing
 import os
 import shutil
-import socket
 import sys
-import tarfile
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -62,7 +56,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fwbuild.errors import ConfigError
 from fwbuild.fsutil import atomic_write
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (imported where used: a no-op build, which imports this, needs neither)
+    import http.client
+    import tarfile
+
     from fwbuild.config import Board
     from fwbuild.project import Project
 
@@ -192,6 +189,9 @@ class DirBackend:
         return chunks()
 
     def write(self, name: str, src: Path) -> None:
+        import socket
+        import tempfile
+
         dest = self._path(name)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +222,8 @@ class HttpBackend:
     remote = True
 
     def __init__(self, url: str, timeout: float = HTTP_TIMEOUT) -> None:
+        import base64
+
         parts = urllib.parse.urlsplit(url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or ""
@@ -236,6 +238,8 @@ class HttpBackend:
             self.headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
 
     def _connection(self) -> http.client.HTTPConnection:
+        import http.client
+
         cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
         return cls(self.host, self.port, timeout=self.timeout)
 
@@ -245,6 +249,8 @@ class HttpBackend:
     def _request(
         self, method: str, name: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        import http.client
+
         conn = self._connection()
         try:
             conn.request(
@@ -268,6 +274,8 @@ class HttpBackend:
         return response.status == 200
 
     def read(self, name: str) -> Iterator[bytes] | None:
+        import http.client
+
         conn, response = self._request("GET", name)
         if response.status == 404:
             conn.close()
@@ -294,6 +302,8 @@ class HttpBackend:
         return chunks()
 
     def write(self, name: str, src: Path) -> None:
+        import http.client
+
         size = src.stat().st_size
         with open(src, "rb") as body:
             conn, response = self._request(
@@ -313,6 +323,8 @@ class HttpBackend:
 
 
 def _reason(exc: BaseException) -> str:
+    import socket
+
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out"
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
@@ -321,6 +333,7 @@ def _reason(exc: BaseException) -> str:
 # --- archives --------------------------------------------------------------------------------
 def pack(tree: Path, archive: Path) -> None:
     """``tree`` as a gzip'd tar: sorted, owners dropped, modes, times and links as they are."""
+    import tarfile
 
     def entries() -> Iterator[Path]:
         stack = [tree]
@@ -387,6 +400,8 @@ def _keep_modes(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
 
 def unpack(archive: Path, dest: Path) -> None:
     """Unpack into the new directory ``dest``; raises EntryRefused on an unsafe member."""
+    import tarfile
+
     dest.mkdir()
     with tarfile.open(archive, "r:gz") as tar:
         tar.extractall(dest, members=_checked_members(tar), filter=_keep_modes)
@@ -396,6 +411,8 @@ def unpack(archive: Path, dest: Path) -> None:
 # --- the cache -------------------------------------------------------------------------------
 def run_id() -> int:
     """The doit run this process belongs to (a ``-n N`` worker's parent is the run)."""
+    import multiprocessing
+
     parent = multiprocessing.parent_process()
     return parent.pid if parent is not None and parent.pid else os.getpid()
 
@@ -632,6 +649,8 @@ def covers(project: Project, name: str, stage: str) -> bool:
 def restore(project: Project, name: str, stage: str = "install") -> dict[str, Any] | None:
     """Restore the stage's output from the cache; the extra stamp data when it did, else None
     (no entry, a refused entry or an unusable backend: each said, none fatal)."""
+    import tarfile
+
     from fwbuild.trees import guard_for, remove_tree, replace_tree
 
     if stage not in CACHED_STAGES or not enabled_for(project, name):

@@ -30,6 +30,8 @@ NOT_FOR_A_NOOP = (
     "fwbuild.sbom",
     "concurrent.futures",
     "argparse",
+    "http.client",  # the build cache's remote backend (fwbuild.cache), when one is set
+    "tarfile",
 )
 
 # Runs doit in this process and prints the modules it imported, and how many doit tasks it made.
