@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import io
 import shutil
 from pathlib import Path
 
@@ -224,3 +225,65 @@ def test_the_engine_imports_nothing_vpn_specific() -> None:
             if recipes or any(w in part for part in parts for w in VPN_WORDS):
                 wrong.append(f"{file.name} imports {name}")
     assert not wrong, "VPN or recipe knowledge in the generic engine: " + "; ".join(wrong)
+
+
+# --- no registries, data not text --------------------------------------------------------------
+def test_two_projects_in_one_process_keep_their_own_tasks_and_reporter(
+    tmp_path: Path, dist: Dist
+) -> None:
+    """Nothing global: the tasks' actions carry their project, and each reporter class is bound
+    to its own project (a class variable set per call made the last one win)."""
+    from fwbuild.report import build_reporter
+    from fwbuild.tasks import make_tasks
+
+    projects = [
+        Project.load(
+            make_project(tmp_path / n, dist, "http://127.0.0.1:9") / "configs" / "board.toml"
+        )
+        for n in ("one", "two")
+    ]
+    for project in projects:
+        groups = make_tasks(project)
+        tasks = list(groups["install"].create_doit_tasks())
+        hello = next(t for t in tasks if t.get("name") == "hello")
+        _, args = hello["actions"][0]
+        assert args[0] is project
+    reporters = [build_reporter(p) for p in projects]
+    assert reporters[0] is not reporters[1]
+    made = [r(io.StringIO(), {}) for r in reporters]  # their build locks are taken here
+    assert all(m.project is p for m, p in zip(made, projects, strict=True))
+
+
+def test_a_failures_log_travels_as_data(tmp_path: Path) -> None:
+    """The report names a failed step's log from the failure itself, not from its text."""
+    from doit.exceptions import TaskFailed
+    from doit.task import Task
+
+    from fwbuild.actions import guarded
+    from fwbuild.errors import StepError
+    from fwbuild.report import BuildReporter
+
+    log = tmp_path / "logs" / "build.log"
+
+    class Paths:
+        build = rootfs = output = tmp_path
+
+    class Board:
+        paths = Paths()
+
+    class FakeProject:  # guarded() reads only the board's paths
+        board = Board()
+
+    def fail() -> None:
+        raise StepError("`make` failed with exit code 2 (the message says no log)", log=log)
+
+    failed = guarded(FakeProject(), fail)  # type: ignore[arg-type]
+    assert isinstance(failed, TaskFailed) and failed.log == str(log)
+    assert "--- full log" not in str(failed.message)
+
+    task = Task("build:hello", ["true"])
+    reporter = BuildReporter(io.StringIO(), {})  # no project: only the console and the records
+    reporter.execute_task(task)
+    reporter.add_failure(task, failed)
+    record = reporter.records["build:hello"]
+    assert record.result == "failed" and record.log == str(log)
