@@ -22,8 +22,14 @@ from typing import BinaryIO
 from fwbuild.errors import ConfigError
 
 
-def file_digest(path: Path, algo: str = "sha256") -> str:
-    """Hex digest of the file at ``path`` (hashlib algorithm ``algo``), read in blocks."""
+def file_digest(path: Path | int, algo: str = "sha256") -> str:
+    """Hex digest of the file at ``path`` (hashlib algorithm ``algo``), read in blocks.
+
+    ``path`` may be an open descriptor (read from where it stands, left open): a file opened
+    without following links is hashed without naming it again."""
+    if isinstance(path, int):
+        with os.fdopen(os.dup(path), "rb") as fh:
+            return hashlib.file_digest(fh, algo).hexdigest()
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, algo).hexdigest()
 

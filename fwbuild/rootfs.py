@@ -18,7 +18,6 @@ The manifest's entries and the permissions table are ``fwbuild.manifest``.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import stat
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 
 from fwbuild.errors import BuildError, ConfigError
-from fwbuild.fsutil import source_date_epoch
+from fwbuild.fsutil import file_digest, source_date_epoch
 from fwbuild.manifest import Entry, manifest_path, parse_permission_lines, write_manifest
 from fwbuild.project import Project
 from fwbuild.recipe import expand_target_files
@@ -158,17 +157,10 @@ class _Tree:
                 # A file others may not read (a key, chap-secrets) gets no digest: the manifest
                 # and the SBOM are world-readable, and a digest of a password file is a password
                 # for a dictionary attack.
-                entry.sha256 = _sha256_fd(fd) if entry.mode & 0o004 else ""
+                entry.sha256 = file_digest(fd) if entry.mode & 0o004 else ""
             os.utime(fd, (epoch, epoch))
         finally:
             os.close(fd)
-
-
-def _sha256_fd(fd: int) -> str:
-    h = hashlib.sha256()
-    for block in iter(lambda: os.read(fd, 1 << 20), b""):
-        h.update(block)
-    return h.hexdigest()
 
 
 def _made_by(entries: dict[str, Entry], link: str) -> str:
