@@ -145,8 +145,9 @@ def _check_declarations(cls: type[Package], file: Path, board: Board) -> None:
                 )
     declared = set(cls.variants)
     steps = [*cls.configure_steps, *cls.build_steps, *(cls.install_steps or ())]
-    for decl in [*cls.sources, *cls.patches, *steps]:
-        declared.update(term[1:] for term in (decl.when or "").split())
+    whens = [d.when for d in [*cls.sources, *cls.patches]] + [s.when for s in steps]
+    for when in whens:
+        declared.update(term[1:] for term in (when or "").split())
     # a Variant(description, default) needs no board value
     variants = cls.variants if isinstance(cls.variants, Mapping) else {}
     defaulted = {n for n, v in variants.items() if getattr(v, "default", None) is not None}

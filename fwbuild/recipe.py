@@ -269,8 +269,9 @@ class Package:
     def used_variants(self) -> set[str]:
         used = set(self.variants)
         steps = [*self.configure_steps, *self.build_steps, *(self.install_steps or ())]
-        for decl in [*self.sources, *self.patches, *steps]:
-            used.update(term[1:] for term in (decl.when or "").split())
+        whens = [d.when for d in [*self.sources, *self.patches]] + [s.when for s in steps]
+        for when in whens:
+            used.update(term[1:] for term in (when or "").split())
         return used
 
     def variant_value(self, name: str) -> bool:

@@ -203,3 +203,40 @@ def test_the_code_of_declared_steps_is_in_the_stage_key() -> None:
 
     names = [row[0] for row in files_digests(Prog, Path(__file__), REPO / "recipes", {})]
     assert {"fwbuild/commands.py", "fwbuild/arch.py", "fwbuild/recipe.py"} <= set(names), names
+
+
+@pytest.fixture
+def siso_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """configs/siso.toml in a directory of the test's (the project stays this checkout)."""
+    for name in ("FWBUILD_OVERRIDES", "ROOTFS_DIR", "FWBUILD_OUTPUT_DIR", "FWBUILD_DL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FWBUILD_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("FWBUILD_PKI_DIR", str(tmp_path / "pki"))
+    monkeypatch.setenv("FWBUILD_SECRETS", str(tmp_path / "secrets.toml"))
+    (tmp_path / "configs").mkdir()
+    return tmp_path / "configs" / "board.toml"
+
+
+def test_kconfig_fragments_come_from_the_board(siso_copy: Path) -> None:
+    from fwbuild.project import Project
+
+    text = (REPO / "configs" / "siso.toml").read_text()
+    siso_copy.write_text(text)
+    project = Project.load(siso_copy, REPO)
+    linux, busybox = project.packages["linux"], project.packages["busybox"]
+    # the variant picks the fragment; every listed one is a stamp input
+    assert linux.fragment_files() == ["configs/linux/siso.fragment", "configs/linux/mppc.fragment"]
+    assert "configs/linux/mppe.fragment" in linux.board_files
+    assert busybox.fragment_files() == ["configs/busybox.fragment"]
+    assert project.packages["linux"].image_files == {"bzImage": "boot/bzImage"}
+
+    siso_copy.write_text(text.replace('busybox = ["configs/busybox.fragment"]\n', ""))
+    with pytest.raises(ConfigError) as err:
+        Project.load(siso_copy, REPO)
+    message = str(err.value)
+    assert "busybox is configured with Kconfig fragments" in message
+    assert '`busybox = ["configs/busybox.fragment"]` under [kconfig]' in message
+
+    siso_copy.write_text(text.replace('"configs/busybox.fragment"', '"configs/bb.fragment"'))
+    with pytest.raises(ConfigError, match=r"\[kconfig\] busybox lists configs/bb.fragment"):
+        Project.load(siso_copy, REPO)
