@@ -406,6 +406,10 @@ def configure_inputs(project: Project, pkg: Package) -> dict[str, Any]:
         "version": pkg.version,
         "recipe": code_inputs(pkg),  # its file, helpers it imports, engine classes
         "toolchain": project.toolchain_for(pkg).identity(),
+        # The target's names (ARCH=, the GNU host, the kernel image) reach the steps through
+        # ``self.arch`` whatever the toolchain: the kernel's gcc does not carry [target] in its
+        # identity, so a changed arch or cpu would otherwise leave its build stale.
+        "target": [project.board.target.arch, project.board.target.cpu],
         "board_files": [[f, file_digest(project.board_file(pkg, f))] for f in pkg.board_files],
         "variants": pkg.variant_values,
         # direct dependencies only: an install key covers that package's own

@@ -169,3 +169,22 @@ def test_a_copied_recipe_dir_keeps_its_keys(siso_env: Path) -> None:
             a.stage_inputs(name, "configure")["recipe"]
             == (b.stage_inputs(name, "configure")["recipe"])
         ), name
+
+
+def test_a_target_change_rekeys_a_package_on_another_toolchain(siso_env: Path) -> None:
+    """The kernel builds with its own gcc, whose identity says nothing of [target]; its steps
+    still read the target through ``self.arch`` (ARCH=, the image): a changed cpu or arch must
+    change its configure key, as it changes the userland's."""
+    board = (REPO / "configs" / "siso.toml").read_text()
+    assert 'cpu = "i586"' in board
+    before = Project.load(REPO / "configs" / "siso.toml", REPO)
+    assert before.packages["linux"].toolchain != "target"
+    changed = siso_env / "siso-i686.toml"
+    changed.write_text(board.replace('cpu = "i586"', 'cpu = "i686"', 1))
+    after = Project.load(changed, REPO)
+    assert after.key("linux", "configure") != before.key("linux", "configure")
+    assert after.key("busybox", "configure") != before.key("busybox", "configure")
+    # and nothing else about the board moved the kernel's key: the same board, copied
+    same = siso_env / "siso-copy.toml"
+    same.write_text(board)
+    assert Project.load(same, REPO).key("linux", "configure") == before.key("linux", "configure")
