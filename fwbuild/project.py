@@ -480,7 +480,7 @@ class Project:
         if scratch is not None and memo in scratch:
             return scratch[memo]
         outermost = scratch is None
-        if outermost:
+        if scratch is None:
             scratch = self._scratch = {}
         try:
             if BY_NAME[stage].covers_deps:

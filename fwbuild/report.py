@@ -273,9 +273,9 @@ class BuildReporter(ConsoleReporter):
             project = self.project
             if record.log is None and project and record.package in project.packages:
                 stage = BY_NAME.get(record.stage)
-                log = project.log_path(record.package, record.stage)
-                if stage is not None and stage.logged and log.is_file():
-                    record.log = str(log)
+                log_file = project.log_path(record.package, record.stage)
+                if stage is not None and stage.logged and log_file.is_file():
+                    record.log = str(log_file)
 
     def _finish(self) -> None:
         hits = [n for n in self.uptodate if n not in self.records]

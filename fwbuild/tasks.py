@@ -57,7 +57,12 @@ def rootfs_uptodate(project: Project) -> bool:
 def run_source(project: Project) -> Any:
     """Fetch what the build cache let ``fetch:<pkg>`` skip: ``doit source`` is for an offline
     build later, which may not find the cache (fwbuild.cache)."""
-    return guarded(project, lambda: [BY_NAME["fetch"].ensure(project, n) for n in project.packages])
+
+    def fetch_all() -> None:
+        for name in project.packages:
+            BY_NAME["fetch"].ensure(project, name)
+
+    return guarded(project, fetch_all)
 
 
 def source_uptodate(project: Project) -> bool:

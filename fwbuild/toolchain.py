@@ -80,7 +80,8 @@ class Problem:
 
 
 class Toolchain(Protocol):
-    triplet: str
+    @property
+    def triplet(self) -> str: ...  # read-only: toolchains are frozen dataclasses
 
     def identity(self) -> dict[str, object]: ...
     def problems(self) -> list[Problem]: ...
