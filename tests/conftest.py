@@ -11,7 +11,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.genpkgs import Dist, make_dist
 from support.httpserver import FaultServer
-from support.layers import _layer_guard, scan_hook  # noqa: F401 (an autouse fixture)
+from support.layers import (  # noqa: F401 (hooks pytest finds here)
+    pytest_runtest_call,
+    pytest_runtest_setup,
+    scan_hook,
+)
 
 scan_hook()
 

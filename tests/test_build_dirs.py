@@ -123,6 +123,7 @@ def context(srcdir: Path, log: Path) -> Context:
     )
 
 
+@pytest.mark.unit
 def test_log_on_a_full_disk_is_a_build_error_naming_it(tmp_path: Path, full_dir: Path) -> None:
     ctx = context(tmp_path / "src", full_dir / "logs" / "build.log")
     (full_dir / "logs").mkdir(exist_ok=True)  # a directory still fits in a full tmpfs
@@ -134,6 +135,7 @@ def test_log_on_a_full_disk_is_a_build_error_naming_it(tmp_path: Path, full_dir:
     assert "FWBUILD_BUILD_DIR" in message
 
 
+@pytest.mark.unit
 def test_log_that_cannot_be_written_without_a_mount(tmp_path: Path) -> None:
     """The same, anywhere: /dev/full answers every write with ENOSPC."""
     log = tmp_path / "logs" / "build.log"
@@ -145,6 +147,7 @@ def test_log_that_cannot_be_written_without_a_mount(tmp_path: Path) -> None:
     assert "is full" in str(err.value)
 
 
+@pytest.mark.unit
 def test_command_filling_the_disk_says_the_disk_is_full(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "small", "size=256k") as small:
         ctx = context(small / "src", tmp_path / "logs" / "build.log")
@@ -155,6 +158,7 @@ def test_command_filling_the_disk_says_the_disk_is_full(tmp_path: Path) -> None:
     assert f"the file system holding {small / 'src'} is full" in message
 
 
+@pytest.mark.unit
 def test_copy_into_a_read_only_staging_is_a_build_error(tmp_path: Path, readonly_dir: Path) -> None:
     ctx = context(tmp_path / "src", tmp_path / "logs" / "install.log")
     (ctx.srcdir / "hello").write_text("hi\n")

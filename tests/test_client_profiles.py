@@ -77,6 +77,7 @@ def test_every_user_gets_private_profiles(built: tuple[Path, DoitRun]) -> None:
         assert password not in run.output
 
 
+@pytest.mark.unit
 def test_mobileconfig_is_an_l2tp_profile_with_the_certificate(
     built: tuple[Path, DoitRun],
 ) -> None:
@@ -115,6 +116,7 @@ def _single_quoted(script: str, variable: str) -> str:
     return m.group(1).replace("''", "'")
 
 
+@pytest.mark.unit
 def test_windows_script_parses_as_powershell_and_sets_up_l2tp(
     built: tuple[Path, DoitRun],
 ) -> None:
@@ -151,6 +153,7 @@ def test_windows_script_parses_as_powershell_and_sets_up_l2tp(
         )
 
 
+@pytest.mark.unit
 def test_the_powershell_check_catches_broken_scripts(built: tuple[Path, DoitRun]) -> None:
     """The parser check is not vacuous: the same script with one quote or brace gone fails."""
     script = (certs(built) / "bob-windows.ps1").read_bytes()[3:].decode()
@@ -162,6 +165,7 @@ def test_the_powershell_check_catches_broken_scripts(built: tuple[Path, DoitRun]
         assert parser.parse(broken.encode()).root_node.has_error
 
 
+@pytest.mark.unit
 def test_linux_profile_uses_client_defaults(built: tuple[Path, DoitRun]) -> None:
     d = certs(built)
     linux = d / "alice-linux"

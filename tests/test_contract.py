@@ -10,6 +10,10 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit  # in-process only: tests/support/layers.py
+
 REPO = Path(__file__).resolve().parents[1]
 _TEST = re.compile(r"`(tests/test_\w+\.py)::(test_\w+)`")
 

@@ -349,6 +349,7 @@ def test_board_cve_section_is_checked(project: Path) -> None:
 
 
 # --- the pieces --------------------------------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
     [
@@ -374,6 +375,7 @@ def test_version_comparison(a: str, b: str, expected: int) -> None:
     assert compare_versions(b, a) == -expected
 
 
+@pytest.mark.unit
 def test_cpe_ranges() -> None:
     cpe = Cpe("a", "samba", "ppp", "2.4.3")
     pattern = Cpe.parse("cpe:2.3:a:samba:ppp:*:*:*:*:*:*:*:*")
@@ -399,6 +401,7 @@ def test_cpe_ranges() -> None:
     assert escaped.formatted() == r"cpe:2.3:a:x:y:0.8.2\+2014:*:*:*:*:*:*:*"
 
 
+@pytest.mark.unit
 def test_patch_tags_only_in_the_header(tmp_path: Path) -> None:
     patch = tmp_path / "p.patch"
     patch.write_text(
@@ -412,6 +415,7 @@ def test_patch_tags_only_in_the_header(tmp_path: Path) -> None:
     assert patch_cves(tmp_path / "p.patch.gz") == patch_cves(patch)
 
 
+@pytest.mark.unit
 def test_feed_parsing_skips_rejected_and_reads_cvss_v2() -> None:
     v2 = nvd_item("CVE-2005-0001", ANY_HELLO, None)
     v2["cve"]["metrics"] = {
@@ -441,6 +445,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.mark.unit
 def test_sbom_carries_cpes_and_purls(
     project: Path, clean_env: None, tmp_path: Path, served: tuple[FaultServer, Path]
 ) -> None:
@@ -508,6 +513,7 @@ db.populate_db()
 """
 
 
+@pytest.mark.unit
 def test_cve_bin_tool_reads_the_sbom_offline(
     project: Path, clean_env: None, tmp_path: Path
 ) -> None:
@@ -554,6 +560,7 @@ def test_cve_bin_tool_reads_the_sbom_offline(
     assert scan.returncode != 0  # it exits non-zero when it finds CVEs
 
 
+@pytest.mark.unit
 def test_review_table_is_current(clean_env: None) -> None:
     """docs/cve.md's table is what cve-check gives for the board with the excerpt feed, and the
     board passes its own fail_on with it."""

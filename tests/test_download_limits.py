@@ -94,6 +94,7 @@ def _timed_fetch(remote: RemoteFile, settings: FetchSettings) -> tuple[Path, flo
 # -- 1. deadline, minimum speed, stall: a hanging mirror is abandoned, the next one used ---------
 
 
+@pytest.mark.unit
 def test_trickling_mirror_is_abandoned_at_its_deadline(srv: FaultServer, tmp_path: Path) -> None:
     srv.fault(PRIMARY, "trickle", interval=0.5)  # one byte every half second: never "stalls"
     settings = _settings(tmp_path / "dl", srv, deadline=1.5, min_speed=0)
@@ -104,6 +105,7 @@ def test_trickling_mirror_is_abandoned_at_its_deadline(srv: FaultServer, tmp_pat
     assert f"{srv.url}{PRIMARY}: deadline of 1.5 s" in log and "trying the next URL" in log
 
 
+@pytest.mark.unit
 def test_trickling_mirror_below_the_minimum_speed_is_too_slow(
     srv: FaultServer, tmp_path: Path
 ) -> None:
@@ -117,6 +119,7 @@ def test_trickling_mirror_below_the_minimum_speed_is_too_slow(
     assert srv.count("GET", PRIMARY) == 1  # too slow is not retried
 
 
+@pytest.mark.unit
 def test_every_mirror_too_slow_names_each_url(srv: FaultServer, tmp_path: Path) -> None:
     for path in (PRIMARY, UPSTREAM, BACKUP):
         srv.fault(path, "trickle", interval=0.2, step=1)
@@ -132,6 +135,7 @@ def test_every_mirror_too_slow_names_each_url(srv: FaultServer, tmp_path: Path) 
     assert not (tmp_path / "dl" / NAME).exists()
 
 
+@pytest.mark.unit
 def test_retries_of_a_silent_mirror_count_toward_its_deadline(
     srv: FaultServer, tmp_path: Path
 ) -> None:
@@ -145,6 +149,7 @@ def test_retries_of_a_silent_mirror_count_toward_its_deadline(
     assert "deadline of 1 s" in log
 
 
+@pytest.mark.unit
 def test_default_limits_bound_a_hanging_mirror_to_about_a_minute() -> None:
     s = FetchSettings(dl_dir=Path("dl"))
     attempts = s.retries + 1
@@ -180,6 +185,7 @@ fetch(RemoteFile(a["name"], (a["url"],), {"sha256": a["sha256"]}),
 """
 
 
+@pytest.mark.unit
 def test_download_killed_mid_transfer_resumes_with_range(srv: FaultServer, tmp_path: Path) -> None:
     dl = tmp_path / "dl"
     part = dl / ".partial" / f"{NAME}.part"
@@ -209,6 +215,7 @@ def test_download_killed_mid_transfer_resumes_with_range(srv: FaultServer, tmp_p
     assert not part.exists()
 
 
+@pytest.mark.unit
 def test_partial_with_a_wrong_prefix_is_rejected_and_downloaded_whole(
     srv: FaultServer, tmp_path: Path
 ) -> None:
@@ -224,6 +231,7 @@ def test_partial_with_a_wrong_prefix_is_rejected_and_downloaded_whole(
     assert not (dl / ".partial" / f"{NAME}.part").exists()
 
 
+@pytest.mark.unit
 def test_pinning_never_continues_an_old_partial(srv: FaultServer, tmp_path: Path) -> None:
     dl = tmp_path / "dl"
     (dl / ".partial").mkdir(parents=True)
@@ -237,6 +245,7 @@ def test_pinning_never_continues_an_old_partial(srv: FaultServer, tmp_path: Path
 # -- 3. size cap and dl/.rejected ---------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_endless_response_stops_at_the_size_cap(srv: FaultServer, tmp_path: Path) -> None:
     srv.fault(UPSTREAM, "endless")  # no Content-Length, never ends
     dl = tmp_path / "dl"
@@ -251,6 +260,7 @@ def test_endless_response_stops_at_the_size_cap(srv: FaultServer, tmp_path: Path
     assert not (dl / NAME).exists() and list((dl / ".partial").iterdir()) == []
 
 
+@pytest.mark.unit
 def test_announced_length_over_the_cap_is_refused_before_reading(
     srv: FaultServer, tmp_path: Path
 ) -> None:
@@ -264,6 +274,7 @@ def test_announced_length_over_the_cap_is_refused_before_reading(
     assert [p for p, _ in _gets(srv)] == [PRIMARY, UPSTREAM]
 
 
+@pytest.mark.unit
 def test_pinned_size_is_the_cap(srv: FaultServer, tmp_path: Path) -> None:
     srv.fault(PRIMARY, "endless")
     dl = tmp_path / "dl"
@@ -273,6 +284,7 @@ def test_pinned_size_is_the_cap(srv: FaultServer, tmp_path: Path) -> None:
     assert f"size cap of {SIZE} bytes (the size recorded in the pin lock file)" in log
 
 
+@pytest.mark.unit
 def test_rejected_keeps_one_private_copy_and_says_how_to_clear_it(
     srv: FaultServer, tmp_path: Path
 ) -> None:
@@ -289,6 +301,7 @@ def test_rejected_keeps_one_private_copy_and_says_how_to_clear_it(
     assert f"`rm -r {rejected}`" in str(exc.value)
 
 
+@pytest.mark.unit
 def test_rejected_local_copy_is_private_too(srv: FaultServer, tmp_path: Path) -> None:
     dl = tmp_path / "dl"
     dl.mkdir()
@@ -302,6 +315,7 @@ def test_rejected_local_copy_is_private_too(srv: FaultServer, tmp_path: Path) ->
     assert f"`rm -r {dl / '.rejected'}`" in log.getvalue()
 
 
+@pytest.mark.unit
 def test_parse_size() -> None:
     assert parse_size("64M") == 64 << 20
     assert parse_size("2G") == 2 << 30
@@ -315,6 +329,7 @@ def test_parse_size() -> None:
 # -- 4. only URLs the downloader supports --------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_check_url() -> None:
     assert {"http", "https", "file"} <= set(SUPPORTED_SCHEMES)
     assert not {"ftp", "ftps"} & set(SUPPORTED_SCHEMES)  # no handler with our limits for them
@@ -331,6 +346,7 @@ def test_check_url() -> None:
         assert str(exc.value).startswith("recipe r.py: the URL") and bad in str(exc.value)
 
 
+@pytest.mark.unit
 def test_loader_refuses_a_recipe_url_the_downloader_cannot_fetch(
     tmp_path: Path, dist: Dist
 ) -> None:
@@ -347,6 +363,7 @@ def test_loader_refuses_a_recipe_url_the_downloader_cannot_fetch(
     assert "does not fetch" in msg
 
 
+@pytest.mark.unit
 def test_shipped_recipes_list_only_supported_urls() -> None:
     project = Project.load(REPO / "configs" / "siso.toml", REPO)  # loading checks every URL
     for pkg in project.packages.values():
@@ -365,6 +382,7 @@ def _project_with(tmp_path: Path, dist: Dist, downloads: str) -> Project:
     return Project.load(board, proj)
 
 
+@pytest.mark.unit
 def test_settings_from_the_board_and_the_environment(
     tmp_path: Path, dist: Dist, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -385,6 +403,7 @@ def test_settings_from_the_board_and_the_environment(
         fetch_settings(project)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("line", "key"),
     [
@@ -407,6 +426,7 @@ def test_wrong_download_settings_are_named(
     assert "downloads" in str(exc.value) and key in str(exc.value)
 
 
+@pytest.mark.unit
 def test_pinned_sizes_become_caps(tmp_path: Path, dist: Dist) -> None:
     proj = make_project(tmp_path / "proj", dist, "http://127.0.0.1:9")
     recipe = proj / "recipes" / "libgreet.py"

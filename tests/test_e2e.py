@@ -43,6 +43,7 @@ def test_rootfs_builds(built: tuple[Path, DoitRun, FaultServer]) -> None:
     assert "rootfs" in run.ran
 
 
+@pytest.mark.unit
 def test_mirror_order_and_faults(built: tuple[Path, DoitRun, FaultServer]) -> None:
     project, _, srv = built
     gets = [(path, rng) for method, path, rng in srv.requests if method == "GET"]
@@ -74,6 +75,7 @@ def test_mirror_order_and_faults(built: tuple[Path, DoitRun, FaultServer]) -> No
     assert not list(dl.glob("*.part")) and not list((dl / ".partial").glob("*"))
 
 
+@pytest.mark.unit
 def test_binaries_are_static_i386_without_host_paths(
     built: tuple[Path, DoitRun, FaultServer],
 ) -> None:
@@ -119,6 +121,7 @@ def test_binaries_run_on_a_pentium(built: tuple[Path, DoitRun, FaultServer]) -> 
     assert greet.stdout == "Hello, XP, from libgreet 1.0\n"
 
 
+@pytest.mark.unit
 def test_rootfs_manifest(built: tuple[Path, DoitRun, FaultServer]) -> None:
     project, _, _ = built
     manifest = json.loads((project / "build" / "rootfs.manifest.json").read_text())

@@ -40,6 +40,7 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.T
     return info
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("member", "why"),
     [
@@ -66,6 +67,7 @@ def test_unpack_refuses_entries_escaping_the_tree(
     assert not (tmp_path / "evil").exists()
 
 
+@pytest.mark.unit
 def test_unpack_truncated_archive_is_named(tmp_path: Path) -> None:
     archive = tmp_path / "cut.tar.gz"
     archive.write_bytes(_tar([(_info("pkg/a.c"), os.urandom(100_000))])[:5000])
@@ -74,6 +76,7 @@ def test_unpack_truncated_archive_is_named(tmp_path: Path) -> None:
     assert not (tmp_path / "src").exists()
 
 
+@pytest.mark.unit
 def test_unpack_strips_the_top_directory(tmp_path: Path) -> None:
     archive = tmp_path / "ok.tar.gz"
     archive.write_bytes(_tar([(_info("pkg-1.0/a/b.c"), b"b\n")]))
@@ -81,6 +84,7 @@ def test_unpack_strips_the_top_directory(tmp_path: Path) -> None:
     assert (tmp_path / "src" / "a" / "b.c").read_bytes() == b"b\n"
 
 
+@pytest.mark.unit
 def test_permissions_table(tmp_path: Path) -> None:
     table = tmp_path / "perm.txt"
     table.write_text("# comment\n/dev/ptyp{0..3} c 0666 0 0 2 0\n/sbin/init l 0777 0 0 ../bin/bb\n")
@@ -97,6 +101,7 @@ def test_permissions_table(tmp_path: Path) -> None:
         parse_permissions(table)
 
 
+@pytest.mark.unit
 def test_board_errors_name_the_file_and_key(tmp_path: Path) -> None:
     board = tmp_path / "configs" / "b.toml"
     board.parent.mkdir()

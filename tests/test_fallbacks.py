@@ -164,6 +164,7 @@ def test_builds_from_fallbacks_without_overrides_or_pins(
     assert f"using the fallback {facts['tree_file']}" in run.output
 
 
+@pytest.mark.unit
 def test_sbom_and_report_name_the_fallback(
     built: tuple[Path, DoitRun, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -282,6 +283,7 @@ def test_every_alternative_failing_names_each(
     assert not list((project / "dl").glob("libgreet*"))
 
 
+@pytest.mark.unit
 def test_a_fallbacks_digest_is_part_of_the_fetch_key(
     internet: tuple[FaultServer, GitDaemon, dict[str, Any]],
     dist: Dist,
@@ -303,6 +305,7 @@ def test_a_fallbacks_digest_is_part_of_the_fetch_key(
     assert after.key("hello", "configure") != before.key("hello", "configure")  # links libgreet
 
 
+@pytest.mark.unit
 def test_unpinned_message_names_the_offline_ways(tmp_path: Path) -> None:
     from fwbuild.errors import DownloadError
     from fwbuild.fetch import FetchSettings, RemoteFile, fetch

@@ -24,6 +24,8 @@ from fwbuild.fetch import (
     verify,
 )
 
+pytestmark = pytest.mark.unit  # in-process only: tests/support/layers.py
+
 NAME = "ppp-2.4.3.tar.gz"
 SIZE = 1 << 20
 PKG = "ppp"

@@ -25,6 +25,8 @@ from fwbuild.fetch import FetchSettings, RemoteFile, fetch
 from fwbuild.gitsource import GitError, fetch_into, git_url, parse_git_url
 from fwbuild.urls import check_url
 
+pytestmark = pytest.mark.unit  # in-process only: tests/support/layers.py
+
 BASE = "https://git.example.invalid/"
 LONG = "deep/" + "d" * 60 + "/" + "n" * 60 + ".c"  # over tar's 100-character name field
 FILES: dict[str, str | bytes | tuple[str, str]] = {

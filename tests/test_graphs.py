@@ -134,6 +134,7 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.unit
 def test_size_strings() -> None:
     file = Path("board.toml")
     assert parse_size(4096, "k", file) == 4096
@@ -386,6 +387,7 @@ def test_bad_budget_and_nothing_to_draw(tmp_path: Path, server: FaultServer, dis
     assert not (project / "output").exists()
 
 
+@pytest.mark.unit
 def test_size_compare_between_two_manifests(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,6 +15,8 @@ from fwbuild.errors import BuildError
 from fwbuild.images import write_cpio, write_sha256sums, write_tar
 from fwbuild.rootfs import Entry
 
+pytestmark = pytest.mark.unit  # in-process only: tests/support/layers.py
+
 MIB = 1024 * 1024
 
 

@@ -9,6 +9,8 @@ import pytest
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.kconfig import merge, parse_fragment, read_config, verify
 
+pytestmark = pytest.mark.unit  # in-process only: tests/support/layers.py
+
 KCONFIG = """\
 config PPP
 \ttristate "PPP support"

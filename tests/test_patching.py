@@ -33,6 +33,8 @@ from fwbuild import patching
 from fwbuild.errors import PatchError
 from fwbuild.patching import PatchFile, apply_series
 
+pytestmark = pytest.mark.unit  # in-process only: tests/support/layers.py
+
 GIT = shutil.which("git")  # optional: without it the git-style cases use rewritten headers
 
 

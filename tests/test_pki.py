@@ -21,6 +21,8 @@ from fwbuild.errors import ConfigError
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 from _pki import Identity, Pki, hash_links, subject_hash, subject_hash_old
 
+pytestmark = pytest.mark.unit  # in-process only: tests/support/layers.py
+
 SUBJECT = {"C": "NL", "O": "Vonk", "CN": "SISO test CA"}
 
 

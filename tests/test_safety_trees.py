@@ -210,6 +210,7 @@ def test_project_and_build_dirs_are_refused(built: Path) -> None:
     assert snapshot(built / "recipes") == before
 
 
+@pytest.mark.unit
 def test_trees_rule(tmp_path: Path) -> None:
     project, build = tmp_path / "proj", tmp_path / "proj" / "build"
     project.mkdir()
@@ -252,6 +253,7 @@ def test_trees_rule(tmp_path: Path) -> None:
     assert snapshot(foreign) == before
 
 
+@pytest.mark.unit
 def test_trees_made_before_markers_are_adopted(tmp_path: Path) -> None:
     build = tmp_path / "build"
     (build / "stamps").mkdir(parents=True)
@@ -275,6 +277,7 @@ def test_old_rootfs_stamp_records_are_trusted(built: Path, tmp_path: Path) -> No
     assert (out / MARKER).is_file() and (built / "build" / "rootfs" / MARKER).is_file()
 
 
+@pytest.mark.unit
 def test_markers_stay_out_of_the_images(built: Path) -> None:
     import tarfile
 
@@ -363,6 +366,7 @@ def test_files_under_a_linked_directory_are_refused(built: Path, tmp_path: Path)
     assert ok.returncode == 0, ok.output
 
 
+@pytest.mark.unit
 def test_tree_writes_refuse_links(tmp_path: Path) -> None:
     from fwbuild.rootfs import Entry, _Tree
 
@@ -510,6 +514,7 @@ def test_no_digest_of_a_secret_in_readable_files(vpn_built: tuple[Path, dict[str
     assert all(d[:16] not in sbom for d in digests.values())
 
 
+@pytest.mark.unit
 def test_stamps_are_private(vpn_built: tuple[Path, dict[str, str]]) -> None:
     tmp, _ = vpn_built
     stamps = [p for p in (tmp / "build").rglob("stamps") if p.is_dir()]

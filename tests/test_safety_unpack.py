@@ -99,6 +99,7 @@ def decoy(work: Path) -> None:
     (work / "pki" / "ca.key").write_text("-----BEGIN PRIVATE KEY-----\nsecret\n")
 
 
+@pytest.mark.unit
 def test_cve_2025_4517_tarball_escapes_without_checks(tmp_path: Path) -> None:
     """The tarball is a real attack on this machine: unchecked, it writes outside."""
     work = tmp_path / "work"
@@ -112,6 +113,7 @@ def test_cve_2025_4517_tarball_escapes_without_checks(tmp_path: Path) -> None:
     assert (work / "newfile").read_bytes() == b"new"
 
 
+@pytest.mark.unit
 def test_cve_2025_4517_tarball_is_refused(tmp_path: Path) -> None:
     work = tmp_path / "work"
     decoy(work)
@@ -171,6 +173,7 @@ def _tar(*members: tuple[str, bytes, str, bytes | None]) -> bytes:
 F, D, S, H = tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("members", "entry", "why"),
     [
@@ -227,6 +230,7 @@ def test_unsafe_entries_are_refused(
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.unit
 def test_ordinary_links_of_source_trees_still_extract(tmp_path: Path) -> None:
     archive = tmp_path / "ok-1.0.tar.gz"
     archive.write_bytes(
@@ -268,6 +272,7 @@ def _big_archive(tmp_path: Path) -> Path:
     return archive
 
 
+@pytest.mark.unit
 def test_full_disk_names_the_directory_and_keeps_the_download(tmp_path: Path) -> None:
     archive = _big_archive(tmp_path)
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
@@ -297,6 +302,7 @@ except UnpackError as exc:
 """
 
 
+@pytest.mark.unit
 def test_file_size_limit_is_not_blamed_on_the_download(tmp_path: Path) -> None:
     """The same without root: a file size limit (ulimit -f) stops the write with EFBIG."""
     archive = _big_archive(tmp_path)
@@ -315,6 +321,7 @@ def test_file_size_limit_is_not_blamed_on_the_download(tmp_path: Path) -> None:
     assert list(dest.parent.iterdir()) == []
 
 
+@pytest.mark.unit
 def test_read_only_destination_is_named(tmp_path: Path) -> None:
     archive = _big_archive(tmp_path)
     with tmpfs(tmp_path / "build", "size=2m") as build:
@@ -328,6 +335,7 @@ def test_read_only_destination_is_named(tmp_path: Path) -> None:
     assert archive.exists()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("compress", [gzip.compress, bz2.compress])
 def test_damaged_archive_says_to_fetch_it_again(tmp_path: Path, compress: object) -> None:
     raw = io.BytesIO()
@@ -347,6 +355,7 @@ def test_damaged_archive_says_to_fetch_it_again(tmp_path: Path, compress: object
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_copy_tree_copies_links_as_links(tmp_path: Path) -> None:
     """An override source tree's links are copied as links: nothing outside is read or copied,
     and nothing is written through them."""

@@ -101,6 +101,7 @@ def test_valid_against_the_official_spdx_schema(sbom: dict[str, Any]) -> None:
     assert schema_errors(sbom) == []
 
 
+@pytest.mark.unit
 def test_valid_for_spdx_tools(built: tuple[Path, str], tmp_path: Path) -> None:
     project, url = built
     text = (project / "output" / FILE_NAME).read_text()
@@ -111,6 +112,7 @@ def test_valid_for_spdx_tools(built: tuple[Path, str], tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.unit
 def test_every_package_with_version_licence_url_and_digest(
     built: tuple[Path, str], sbom: dict[str, Any], dist: Dist
 ) -> None:
@@ -132,6 +134,7 @@ def test_every_package_with_version_licence_url_and_digest(
     assert described == {"hello", "libgreet", "notes"}
 
 
+@pytest.mark.unit
 def test_relationships_of_image_and_packages(sbom: dict[str, Any]) -> None:
     ids = {name: p["SPDXID"] for name, p in by_name(sbom).items()}
     rels = relationships(sbom)
@@ -143,6 +146,7 @@ def test_relationships_of_image_and_packages(sbom: dict[str, Any]) -> None:
     assert (ids["hello"], "DEPENDS_ON", ids["libgreet"]) in rels
 
 
+@pytest.mark.unit
 def test_patches_in_order_with_their_digests(
     built: tuple[Path, str], sbom: dict[str, Any], dist: Dist
 ) -> None:
@@ -165,6 +169,7 @@ def test_patches_in_order_with_their_digests(
     assert not any(kind == "PATCH_APPLIED" and b != hello for _, kind, b in relationships(sbom))
 
 
+@pytest.mark.unit
 def test_toolchain_identity(
     built: tuple[Path, str], sbom: dict[str, Any], clean_env: pytest.MonkeyPatch
 ) -> None:
@@ -182,6 +187,7 @@ def test_toolchain_identity(
         assert (zig["SPDXID"], "BUILD_TOOL_OF", by_name(sbom)[name]["SPDXID"]) in rels
 
 
+@pytest.mark.unit
 def test_describes_the_output_files_and_is_in_sha256sums(
     built: tuple[Path, str], sbom: dict[str, Any]
 ) -> None:
@@ -202,6 +208,7 @@ def test_describes_the_output_files_and_is_in_sha256sums(
     assert f"{sha(output / FILE_NAME, 'sha256')}  {FILE_NAME}" in sums
 
 
+@pytest.mark.unit
 def test_reproducible(
     built: tuple[Path, str], sbom: dict[str, Any], clean_env: pytest.MonkeyPatch
 ) -> None:

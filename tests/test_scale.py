@@ -14,6 +14,7 @@ from fwbuild.errors import ConfigError
 from fwbuild.project import Project
 
 
+@pytest.mark.unit
 def test_chain_of_5000_loads_and_keys_without_recursion(tmp_path: Path) -> None:
     root = make_scale_project(tmp_path / "chain", 5000, "chain")
     project = Project.load(root / "configs" / "board.toml")
@@ -38,6 +39,7 @@ def test_chain_of_5000_loads_and_keys_without_recursion(tmp_path: Path) -> None:
     assert made > 5 * 5000
 
 
+@pytest.mark.unit
 def test_a_deep_dependency_still_reaches_the_top_key(tmp_path: Path) -> None:
     """Stamps hold only the direct dependencies' keys; a change at the bottom of a chain must
     still change the key of the package at the top (each install key covers its own deps)."""
@@ -82,6 +84,7 @@ def test_deep_chain_build_then_noop(tmp_path: Path) -> None:
     assert stamps(top) <= stamps(name_of(1)) + 64
 
 
+@pytest.mark.unit
 def test_zig_version_read_from_its_dist_info_is_importlibs() -> None:
     """The toolchain's identity (in every configure key) must not change with the faster read
     of ziglang's version: a different string would rebuild every package once."""

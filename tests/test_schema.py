@@ -81,6 +81,7 @@ TYPOS = {
 }  # fmt: skip
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("edits", "where", "what"), TYPOS.values(), ids=TYPOS.keys())
 def test_board_typos_and_wrong_types_are_named(
     env: Path, edits: dict[str, str], where: str, what: str
@@ -91,6 +92,7 @@ def test_board_typos_and_wrong_types_are_named(
     assert "Traceback" not in message and not (env / "build").exists()
 
 
+@pytest.mark.unit
 def test_every_problem_is_listed_in_one_message(env: Path) -> None:
     board = siso_board(
         env,
@@ -107,6 +109,7 @@ def test_every_problem_is_listed_in_one_message(env: Path) -> None:
     assert "(4 problems)" in message and message.count(str(board)) == 1
 
 
+@pytest.mark.unit
 def test_sizes_and_download_settings_in_their_forms(env: Path) -> None:
     rootfs = '[rootfs]\nmax_size = "16M"\npackage_limits = { linux = 4194304, busybox = "1M" }\n'
     more = (
@@ -117,6 +120,7 @@ def test_sizes_and_download_settings_in_their_forms(env: Path) -> None:
     assert project.board.data["rootfs"]["max_size"] == "16M"
 
 
+@pytest.mark.unit
 def test_a_profile_error_names_the_file_that_sets_the_key(env: Path) -> None:
     base = siso_board(env, {"nat_traversal = true": "nat_traversal = 0"}, name="siso.toml")
     profile = env / "configs" / "client.toml"
@@ -128,6 +132,7 @@ def test_a_profile_error_names_the_file_that_sets_the_key(env: Path) -> None:
     assert f"{profile}: [pki] revokd: unknown key, did you mean revoked?" in message, message
 
 
+@pytest.mark.unit
 def test_siso_board_without_the_mppc_variant(env: Path) -> None:
     board = siso_board(env, {"\nmppc = true\n": "\n"})
     message = load_error(board)
@@ -135,18 +140,21 @@ def test_siso_board_without_the_mppc_variant(env: Path) -> None:
     assert f"which {board} does not set in [variants]" in message
 
 
+@pytest.mark.unit
 def test_a_section_the_recipes_need_is_missing(env: Path) -> None:
     text = SISO.read_text()
     board = siso_board(env, {text[text.index("[vpn]") : text.index("[pki]")]: ""})
     assert f"{board}: [vpn] is missing." in load_error(board)
 
 
+@pytest.mark.unit
 def test_a_section_for_a_recipe_not_on_the_board(env: Path) -> None:
     board = siso_board(env, {'"base-files", ': ""})
     message = load_error(board)
     assert f"{board}: [system]: read only by recipe base-files" in message, message
 
 
+@pytest.mark.unit
 def test_typed_settings_and_the_validation_cache(env: Path) -> None:
     board = siso_board(env)
     project = Project.load(board, REPO)
@@ -169,6 +177,7 @@ def _secrets(env: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.unit
 def test_an_integer_password_must_be_a_string(env: Path) -> None:
     path = _secrets(env, '[users]\nalice = 12345678\nbob = "fine"\n')
     message = load_error(siso_board(env))
@@ -176,6 +185,7 @@ def test_an_integer_password_must_be_a_string(env: Path) -> None:
     assert "no password" not in message
 
 
+@pytest.mark.unit
 def test_a_password_windows_cannot_use_is_refused(env: Path) -> None:
     path = _secrets(env, '[users]\nalice = "fine"\nbob = "pässwörd"\n')
     message = load_error(siso_board(env))
@@ -183,6 +193,7 @@ def test_a_password_windows_cannot_use_is_refused(env: Path) -> None:
     assert "MS-CHAPv2" in message
 
 
+@pytest.mark.unit
 def test_overrides_file_typos(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     overrides = env / "local.toml"
     overrides.write_text(
@@ -197,12 +208,14 @@ def test_overrides_file_typos(env: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert "[files.\"x.patch\"] sha256: 'abcd' is not a sha256 digest (64 hex digits)" in message
 
 
+@pytest.mark.unit
 def test_environment_flags_keep_their_errors(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FWBUILD_OFFLINE", "maybe")
     assert "FWBUILD_OFFLINE='maybe' is not a boolean" in load_error(siso_board(env))
 
 
 # --- the published schema --------------------------------------------------------------------
+@pytest.mark.unit
 def test_published_schema_is_what_the_code_generates(tmp_path: Path) -> None:
     env = doit_env(
         FWBUILD_BUILD_DIR=str(tmp_path / "build"),
@@ -225,6 +238,7 @@ def test_published_schema_is_what_the_code_generates(tmp_path: Path) -> None:
     assert SISO.read_text().startswith("#:schema ./board.schema.json\n")
 
 
+@pytest.mark.unit
 def test_published_schema_checks_the_board_as_editors_would() -> None:
     schema = json.loads((REPO / "configs" / "board.schema.json").read_text())
     validator = jsonschema.Draft202012Validator(schema)

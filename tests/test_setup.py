@@ -110,6 +110,7 @@ def venv_calls(setup: Setup, via_sudo: str = "no", clear: bool = False) -> list[
     return [make, f"python via-sudo={via_sudo} -m pip -q install -e .[test]"]
 
 
+@pytest.mark.unit
 def test_root_installs_with_apt_directly(sandbox: Path) -> None:
     setup = run_setup(sandbox, uid=0, missing="bc genext2fs")
     assert setup.returncode == 0, setup.output
@@ -121,6 +122,7 @@ def test_root_installs_with_apt_directly(sandbox: Path) -> None:
     assert ".venv/bin/doit rootfs" in setup.output
 
 
+@pytest.mark.unit
 def test_user_installs_with_apt_through_sudo_and_the_rest_as_themselves(sandbox: Path) -> None:
     setup = run_setup(sandbox, uid=1000, missing="qemu-user")
     assert setup.returncode == 0, setup.output
@@ -135,6 +137,7 @@ def test_user_installs_with_apt_through_sudo_and_the_rest_as_themselves(sandbox:
     assert "with sudo" in setup.output
 
 
+@pytest.mark.unit
 def test_user_without_sudo_is_told_what_to_install(sandbox: Path) -> None:
     setup = run_setup(sandbox, uid=1000, missing="make cpio", sudo=False)
     assert setup.returncode != 0
@@ -144,12 +147,14 @@ def test_user_without_sudo_is_told_what_to_install(sandbox: Path) -> None:
     assert not (setup.checkout / ".venv").exists()
 
 
+@pytest.mark.unit
 def test_user_without_sudo_needs_no_root_when_nothing_is_missing(sandbox: Path) -> None:
     setup = run_setup(sandbox, uid=1000, sudo=False)
     assert setup.returncode == 0, setup.output
     assert setup.calls == venv_calls(setup)
 
 
+@pytest.mark.unit
 def test_run_with_sudo_makes_the_environment_as_the_user(sandbox: Path) -> None:
     setup = run_setup(sandbox, uid=0, sudo_user="alice")
     assert setup.returncode == 0, setup.output
@@ -162,6 +167,7 @@ def test_run_with_sudo_makes_the_environment_as_the_user(sandbox: Path) -> None:
     ]
 
 
+@pytest.mark.unit
 def test_second_run_reuses_the_environment(sandbox: Path) -> None:
     first = run_setup(sandbox, uid=0)
     assert first.returncode == 0, first.output
@@ -170,6 +176,7 @@ def test_second_run_reuses_the_environment(sandbox: Path) -> None:
     assert again.calls == venv_calls(again)[1:]  # only the (idempotent) pip install
 
 
+@pytest.mark.unit
 def test_moved_environment_is_remade(sandbox: Path) -> None:
     first = run_setup(sandbox, uid=0)
     assert first.returncode == 0, first.output
@@ -182,6 +189,7 @@ def test_moved_environment_is_remade(sandbox: Path) -> None:
     assert os.access(doit, os.X_OK)
 
 
+@pytest.mark.unit
 @pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
 def test_readme_scripts_are_committed_executable() -> None:
     """A clone runs `scripts/setup-debian` and `.ci/run` as they are: their git mode is 755."""
@@ -256,6 +264,7 @@ def test_two_checkouts_each_run_their_own_engine(tmp_path: Path) -> None:
         assert tests.returncode == 0, tests.stdout + tests.stderr
 
 
+@pytest.mark.unit
 @pytest.mark.skipif(
     os.environ.get("FWBUILD_TEST_SETUP") != "1",
     reason="runs the real set-up (pip into two fresh .venv/, about a minute): FWBUILD_TEST_SETUP=1",

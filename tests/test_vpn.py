@@ -67,6 +67,7 @@ def test_builds_and_generates_secrets(built: tuple[Path, DoitRun]) -> None:
                 assert password.encode() not in f.read_bytes(), f
 
 
+@pytest.mark.unit
 def test_rendered_configs(built: tuple[Path, DoitRun]) -> None:
     tmp, _ = built
     etc = tmp / "build" / "rootfs" / "etc" / "sysconfig"
@@ -111,6 +112,7 @@ def test_rendered_configs(built: tuple[Path, DoitRun]) -> None:
     assert "require-mppe-128" not in options
 
 
+@pytest.mark.unit
 def test_chap_secrets(built: tuple[Path, DoitRun]) -> None:
     tmp, _ = built
     path = tmp / "build" / "rootfs" / "etc" / "sysconfig" / "ppp" / "chap-secrets"
@@ -120,6 +122,7 @@ def test_chap_secrets(built: tuple[Path, DoitRun]) -> None:
     assert rows == [[u, "siso.vonk", passwords[u], "*"] for u in ("alice", "bob")]
 
 
+@pytest.mark.unit
 def test_certificates_and_hash_links(built: tuple[Path, DoitRun]) -> None:
     tmp, _ = built
     racoon = tmp / "build" / "rootfs" / "etc" / "sysconfig" / "racoon"
@@ -293,6 +296,7 @@ def test_revocation_and_crl_renewal(built: tuple[Path, DoitRun]) -> None:
     assert (racoon / "CRL.pem").read_bytes() == (tmp / "pki" / "ca" / "CRL.pem").read_bytes()
 
 
+@pytest.mark.unit
 def test_images_holding_secrets_are_private(built: tuple[Path, DoitRun]) -> None:
     tmp, _ = built
     output = tmp / "output"

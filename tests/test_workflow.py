@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from support.doitrun import doit_env, run_doit
 
@@ -98,6 +99,7 @@ def real_board_tasks(tmp: str) -> frozenset[str]:
     return frozenset(line.split()[0] for line in listing.output.splitlines() if line.strip())
 
 
+@pytest.mark.unit
 def test_runs_nightly_and_on_demand() -> None:
     triggers = workflow().get("on", workflow().get(True))  # YAML 1.1 reads a bare `on` as True
     assert "workflow_dispatch" in triggers
@@ -146,6 +148,7 @@ def test_every_command_exists(tmp_path: Path) -> None:
     assert checked >= 5
 
 
+@pytest.mark.unit
 def test_readme_commands_are_the_ones_run() -> None:
     readme = (REPO / "README.md").read_text()
     wanted = {shlex.join(argv) for argv in readme_first_block()}
@@ -170,6 +173,7 @@ def test_readme_commands_are_the_ones_run() -> None:
     )  # the rootfs stage replaces the output directory
 
 
+@pytest.mark.unit
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     """.ci/run is the README's second line, word for word, and nothing else runs after it."""
     tests_line = next(
@@ -187,6 +191,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert os.access(REPO / ".ci" / "run", os.X_OK)
 
 
+@pytest.mark.unit
 def test_download_cache_and_artifacts() -> None:
     board = tomllib.loads((REPO / "configs" / "siso.toml").read_text())
     downloads = board["paths"]["downloads"]
@@ -226,6 +231,7 @@ def test_build_cache_is_kept_between_nights() -> None:
     assert names.index(kept[0]["name"]) < build
 
 
+@pytest.mark.unit
 def test_draws_and_uploads_the_pictures() -> None:
     """The three pictures (fwbuild.graphs) are drawn after the build, and uploaded with it."""
     ran = [shlex.join(a) for a in run_commands()]
@@ -242,6 +248,7 @@ def test_draws_and_uploads_the_pictures() -> None:
     assert "build/graphs/" in uploads[0]["with"]["path"].split()
 
 
+@pytest.mark.unit
 def test_checks_the_mirrors_before_the_build() -> None:
     """`doit source-check` runs online, before the download and the build, and its failure
     fails the night (no continue-on-error, no `if:` that would run it regardless)."""
@@ -256,6 +263,7 @@ def test_checks_the_mirrors_before_the_build() -> None:
     assert "FWBUILD_OFFLINE" not in step["run"]
 
 
+@pytest.mark.unit
 def test_proves_the_firmware_it_built() -> None:
     """After the build, the README's tests run with the real-source tests pointed at that very
     build (tests/support/real.py); the VMs' consoles and captures are uploaded with it."""

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +38,17 @@ def heavy_program(argv: Any) -> str | None:
     return None
 
 
-@pytest.fixture(autouse=True)
-def _layer_guard(request: pytest.FixtureRequest) -> Iterator[None]:
-    if request.node.get_closest_marker("unit") is None:
-        yield
-        return
+@contextmanager
+def _refusing_heavy(nodeid: str) -> Iterator[None]:
     real_init = subprocess.Popen.__init__
-    nodeid = request.node.nodeid
 
     def guarded(self: subprocess.Popen[Any], args: Any, *rest: Any, **kw: Any) -> None:
         prog = heavy_program(args)
         if prog is not None:
             raise AssertionError(
-                f"{nodeid} is marked `unit` but starts {prog}: unit tests run the engine "
-                "in-process only. Remove the `unit` mark (the test is end-to-end) or test the "
-                "function it exercises directly."
+                f"{nodeid} is marked `unit` but starts {prog} (or a fixture of it does): unit "
+                "tests run the engine in-process only. Remove the `unit` mark (the test is "
+                "end-to-end) or test the function it exercises directly."
             )
         real_init(self, args, *rest, **kw)
 
@@ -60,6 +57,26 @@ def _layer_guard(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         subprocess.Popen.__init__ = real_init  # type: ignore[method-assign]
+
+
+# Hooks, not a fixture: the guard must also cover the set-up of the fixtures a unit test asks
+# for (a session fixture that runs doit would otherwise be paid for by the fast layer).
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    if item.get_closest_marker("unit") is None:
+        yield
+        return
+    with _refusing_heavy(item.nodeid):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    if item.get_closest_marker("unit") is None:
+        yield
+        return
+    with _refusing_heavy(item.nodeid):
+        yield
 
 
 def scan_hook() -> None:
