@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import pwd
@@ -354,7 +355,7 @@ def copy_tree(src: Path, dest: Path) -> None:
     By GNU cp, with reflinks where the file system has them (a copy-on-write clone costs no
     data): ``shutil.copytree`` took 2.3 times cp's time and CPU on a 4,400-file tree. Not hard
     links: the tree is configured and built in place. Without GNU cp, ``shutil.copytree``."""
-    cp = _gnu_tool("cp")
+    cp = gnu_tool("cp")
     if cp is None:
         shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns(*VCS_DIRS))
         return
@@ -379,13 +380,17 @@ def copy_tree(src: Path, dest: Path) -> None:
         raise
 
 
-def _gnu_tool(name: str) -> str | None:
-    """The path of a GNU coreutils-style tool, if installed and GNU's (its options are)."""
+def gnu_tool(name: str) -> str | None:
+    """The path of a GNU tool (cp, tar), if installed and GNU's: the options we pass are GNU's.
+    Asked once per process and path."""
+    path = shutil.which(name)
+    return _gnu_at(path) if path else None
+
+
+@functools.cache
+def _gnu_at(path: str) -> str | None:
     import subprocess
 
-    path = shutil.which(name)
-    if path is None:
-        return None
     try:
         version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
     except OSError:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import bz2
 import contextlib
 import errno
-import functools
 import gzip
 import lzma
 import os
@@ -62,7 +61,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from fwbuild.errors import UnpackError
-from fwbuild.trees import copy_tree
+from fwbuild.trees import copy_tree, gnu_tool
 
 __all__ = ["UNPACK_ENV", "copy_tree", "extract_tarball"]  # copy_tree: its home is fwbuild.trees
 
@@ -328,22 +327,11 @@ class _ToolFailed(Exception):
     """GNU tar failed on a stream that read correctly, for no reason it named as an errno."""
 
 
-@functools.cache
-def _gnu_tar_at(path: str | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
-    except OSError:
-        return None
-    return path if version.stdout.startswith("tar (GNU tar)") else None
-
-
 def _gnu_tar() -> str | None:
     """GNU tar's path, if installed and not switched off (its options below are GNU's)."""
     if os.environ.get(UNPACK_ENV, "") == "python":
         return None
-    return _gnu_tar_at(shutil.which("tar"))
+    return gnu_tool("tar")
 
 
 def _decompressed(archive: Path) -> BinaryIO:
