@@ -4,11 +4,17 @@ The static part of the base system (inittab, /etc/init.d/rcS, passwd, group, the
 is the board's rootfs overlay (configs/rootfs/); this renders what comes from the board file.
 """
 
+from __future__ import annotations
+
 import ipaddress
+from typing import TYPE_CHECKING
 
 from fwbuild.errors import ConfigError
 from fwbuild.recipe import Package
 from fwbuild.templates import render
+
+if TYPE_CHECKING:
+    from fwbuild.steps import Context
 
 TEMPLATES = "configs/templates/base"
 SYSLOG = {"buffer": "-C64", "console": "-O /dev/console"}
@@ -43,14 +49,14 @@ class BaseFiles(Package):
             "syslogd_args": SYSLOG[syslog],
         }
 
-    def validate(self):
+    def validate(self) -> None:
         if not self.setting("network").get("hostname"):
             raise ConfigError(
                 f"{self.board.file}: [network] hostname is missing; base-files writes it to "
                 "/etc/hostname (letters, digits and '-')"
             )
 
-    def install(self, ctx):
+    def install(self, ctx: Context) -> None:
         values = self.values()
         (ctx.staging / "etc" / "sysconfig").mkdir(parents=True)
         (ctx.staging / "etc" / "hostname").write_text(values["hostname"] + "\n")

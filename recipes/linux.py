@@ -26,12 +26,19 @@ tree; a patch change starts from a fresh tree. ``ARCH=``, the image (``bzImage``
 where kbuild leaves it come from the board's target (fwbuild.arch).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import shutil
+from typing import TYPE_CHECKING
 
 from _ppp_source import PPP_SOURCE, PPP_TARBALL
 
 from fwbuild.kinds import File, GitSource, KconfigPackage, Make, Patch, Source, Variant
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 # gcc 12 against a 2005 kernel (2.6.11 has no KCFLAGS, so these ride on CC): Debian's gcc builds
 # PIE by default ("impossible constraint in asm" in BUG()); old `extern inline` needs gnu89
@@ -128,7 +135,7 @@ class Linux(KconfigPackage):
         ),
     }
 
-    def post_patch(self, tree, local_file):
+    def post_patch(self, tree: Path, local_file: Callable[[str], Path]) -> None:
         if self.variant("mppc"):
             return
         # What ppp-2.4.3's linux/mppe/mppeinstall.sh does for 2.6, without its prompts.

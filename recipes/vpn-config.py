@@ -1,4 +1,4 @@
-"""The VPN daemons' configuration, rendered from the board's [vpn] section (seed §6.2.2-6.2.4).
+"""The VPN daemons' configuration, rendered from the board's [vpn] section.
 
 racoon.conf (road-warrior responder with certificates; its proposals, ike_proposals() and
 esp_algorithms() below, accept today's clients and, with [vpn] legacy_proposals, Windows XP),
@@ -11,10 +11,17 @@ l2tpd 0.69 reads its configuration in 100-byte pieces, so a longer line (a comme
 and the rest is parsed as a line of its own: its templates carry no comments.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from _vpn import SETTINGS, vpn_settings
 
 from fwbuild.recipe import Package
 from fwbuild.templates import render
+
+if TYPE_CHECKING:
+    from fwbuild.steps import Context
 
 TEMPLATES = "configs/templates"
 
@@ -92,7 +99,7 @@ class VpnConfig(Package):
     }
     toolchain = "none"
 
-    def install(self, ctx):
+    def install(self, ctx: Context) -> None:
         vpn = vpn_settings(self)
         natt = vpn.nat_traversal
         esp_encryption, esp_authentication = esp_algorithms(legacy=vpn.legacy_proposals)

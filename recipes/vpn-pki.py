@@ -1,4 +1,4 @@
-"""Certificates for racoon (seed §6.1-6.2.1): CA, server certificate and unencrypted key, CRL and
+"""Certificates for racoon: CA, server certificate and unencrypted key, CRL and
 the OpenSSL hash links, installed under /etc/sysconfig/racoon/ with mode 0600.
 
 The PKI lives outside the build tree (FWBUILD_PKI_DIR, default
@@ -12,15 +12,21 @@ it), so the install key covers the passwords (a keyed digest, ``_vpn.passwords_d
 bundle the current password does not open is made again.
 """
 
+from __future__ import annotations
+
 import hashlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from _pki import Identity, Pki, hash_links
 from _vpn import SETTINGS, load_passwords, passwords_digest, pki_path, secrets_path, vpn_settings
 
 from fwbuild.errors import ConfigError
 from fwbuild.recipe import Package
+
+if TYPE_CHECKING:
+    from fwbuild.steps import Context
 
 RACOON_DIR = "etc/sysconfig/racoon"
 
@@ -82,7 +88,7 @@ class VpnPki(Package):
         signature = table.get("signature", "sha256")
         return vpn, Pki(pki_path(self), ca_subject=subject, signature=signature)
 
-    def validate(self):
+    def validate(self) -> None:
         self.pki()
 
     def protected_paths(self):
@@ -99,7 +105,7 @@ class VpnPki(Package):
         # the bundles' import passwords: a change remakes that user's bundle and profiles
         return [*digests, ["passwords", passwords_digest(self, vpn.users)]]
 
-    def renew_crl(self, ctx):
+    def renew_crl(self, ctx: Context) -> None:
         _, pki = self.pki()
         pki.write_crl()
         print(f"vpn-pki: new CRL in {pki.crl_path}; `doit rootfs` puts it into the image")
@@ -132,7 +138,7 @@ class VpnPki(Package):
                 ),
             )
 
-    def install(self, ctx):
+    def install(self, ctx: Context) -> None:
         from cryptography import x509
 
         vpn, pki = self.pki()

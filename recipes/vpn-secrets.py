@@ -1,4 +1,4 @@
-"""pppd's chap-secrets for the VPN users (seed §6.2.4), mode 0600, root only.
+"""pppd's chap-secrets for the VPN users, mode 0600, root only.
 
 Passwords come from the secrets file outside the repository (FWBUILD_SECRETS, default
 ~/.config/fwbuild/<board>-secrets.toml); when it does not exist, strong random passwords are
@@ -6,9 +6,16 @@ generated into it (mode 0600) and its path is printed. Passwords never reach log
 the stamp holds a keyed digest of them (``_vpn.passwords_digest``).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from _vpn import SETTINGS, load_passwords, passwords_digest, pppd_word, secrets_path, vpn_settings
 
 from fwbuild.recipe import Package
+
+if TYPE_CHECKING:
+    from fwbuild.steps import Context
 
 
 class VpnSecrets(Package):
@@ -22,7 +29,7 @@ class VpnSecrets(Package):
     dynamic = True  # the secrets file is created by install and edited by people
     shared_cache = False  # its outputs are keys and passwords: never in a shared build cache
 
-    def validate(self):
+    def validate(self) -> None:
         vpn = vpn_settings(self)
         path = secrets_path(self)
         for user, password in load_passwords(path, vpn.users, create=False).items():
@@ -39,7 +46,7 @@ class VpnSecrets(Package):
     def runtime_inputs(self):
         return passwords_digest(self, self.users(vpn_settings(self)))
 
-    def install(self, ctx):
+    def install(self, ctx: Context) -> None:
         vpn = vpn_settings(self)
         path = secrets_path(self)
         passwords = load_passwords(path, vpn.users, create=True)
