@@ -414,6 +414,7 @@ class InfoTaskCreator(LaterTaskCreator):
     doit allows for tasks though not for their creator."""
 
     def create_doit_tasks(self) -> Any:
+        """print what a recipe declares: info:<pkg> (sources, patches, variants, files, keys)"""
         return super().create_doit_tasks()
 
     create_doit_tasks.doit_create_after = DelayedLoader(create_doit_tasks, creates=["info"])  # type: ignore[attr-defined]

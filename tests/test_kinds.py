@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,6 +109,8 @@ def test_info_prints_what_the_recipe_declares(tally: tuple[Path, Path, DoitRun])
     assert "downloaded hello-1.0-extra.patch.gz  when +extra (active)" in hello.output
     assert "extra = true" in hello.output and "Needed by:  nothing" in hello.output
     assert "Depends on: libgreet" in hello.output
+    listed = run_doit(project, "list")
+    assert re.search(r"^info +print what a recipe declares", listed.output, re.M), listed.output
 
 
 def test_a_changed_licence_text_stops_the_install_until_reviewed(
