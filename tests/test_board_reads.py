@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from support.doitrun import run_doit
+from support.scalepkgs import DODO, minimal_board
 
 from fwbuild.errors import ConfigError
 from fwbuild.project import Project
@@ -24,31 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 # every board of the repository (a profile such as siso-client.toml included)
 BOARDS = sorted(p.name for p in (REPO / "configs").glob("*.toml") if "[board]" in p.read_text())
 
-BOARD = """\
-[board]
-name = "readboard"
-packages = ["reader"]
-jobs = 1
-
-[target]
-arch = "x86"
-cpu = "i586"
-libc = "musl"
-triplet = "i586-linux-musl"
-
-[paths]
-build = "build"
-downloads = "dl"
-output = "output"
-"""
-
-DODO = """\
-from pathlib import Path
-
-from fwbuild.dodo import load
-
-globals().update(load(Path(__file__).parent / "configs" / "board.toml"))
-"""
+BOARD = minimal_board("readboard", ["reader"])
 
 READER = """\
 from fwbuild.recipe import Package

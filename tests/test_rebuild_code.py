@@ -18,35 +18,12 @@ from pathlib import Path
 
 import pytest
 from support.doitrun import doit_env, run_doit
+from support.scalepkgs import DODO, minimal_board
 
 import fwbuild
 from fwbuild.codedigest import _imported_names
 
-BOARD = """\
-[board]
-name = "codeboard"
-packages = ["alpha", "beta", "gamma", "delta"]
-jobs = 1
-
-[target]
-arch = "x86"
-cpu = "i586"
-libc = "musl"
-triplet = "i586-linux-musl"
-
-[paths]
-build = "build"
-downloads = "dl"
-output = "output"
-"""
-
-DODO = """\
-from pathlib import Path
-
-from fwbuild.dodo import load
-
-globals().update(load(Path(__file__).parent / "configs" / "board.toml"))
-"""
+BOARD = minimal_board("codeboard", ["alpha", "beta", "gamma", "delta"])
 
 # Shared by alpha (at the top) and beta (only inside install); it imports a helper of its own.
 HELPER = """\

@@ -33,7 +33,7 @@ class P(Package):
 
 BOARD = """\
 [board]
-name = "scale"
+name = "{name}"
 packages = {packages}
 jobs = 1
 
@@ -48,6 +48,13 @@ build = "build"
 downloads = "dl"
 output = "output"
 """
+
+
+def minimal_board(name: str, packages: list[str]) -> str:
+    """A board file naming only what the engine needs (no toolchain is used by packages whose
+    ``toolchain = "none"``); the tests that write generated recipes share it."""
+    return BOARD.format(name=name, packages="[" + ", ".join(f'"{p}"' for p in packages) + "]")
+
 
 DODO = """\
 from pathlib import Path
@@ -85,9 +92,7 @@ def make_scale_project(root: Path, n: int, shape: str) -> Path:
     (root / "recipes").mkdir(parents=True)
     (root / "configs").mkdir()
     (root / "dodo.py").write_text(DODO)
-    (root / "configs" / "board.toml").write_text(
-        BOARD.format(packages="[" + ", ".join(f'"{p}"' for p in sorted(wanted)) + "]")
-    )
+    (root / "configs" / "board.toml").write_text(minimal_board("scale", sorted(wanted)))
     for name, depends in deps.items():
         (root / "recipes" / f"{name}.py").write_text(RECIPE.format(name=name, depends=depends))
     return root
