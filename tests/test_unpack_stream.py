@@ -9,14 +9,19 @@ write permission, hard and symbolic links, a file repeated, times of 0 and far i
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
+import lzma
 import os
+import shutil
 import stat
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from fwbuild.errors import UnpackError
 from fwbuild.trees import copy_tree
 from fwbuild.unpack import UNPACK_ENV, _gnu_tar, extract_tarball
 
@@ -139,3 +144,96 @@ def test_copy_tree_makes_what_copytree_made(
     assert not (ours / ".git").exists() and not (ours / "sub" / "vendored" / ".git").exists()
     assert (ours / "dangling").is_symlink() and (ours / "link").readlink() == Path("sub/a.c")
     assert (ours / "configure").stat().st_mtime == 1_000_000
+
+
+# --------------------------------------------------------------------------------------------
+# Decompression in a process of its own (gzip -dc, bzip2 -dc, xz -dc), its checksum still checked
+
+
+def _padded_tar() -> bytes:
+    """A small source tar followed by 1 MB of zeros past its end-of-archive blocks: a tar reader
+    stops long before the compressed stream's end, where its checksum is."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        _member(tar, "pkg-1.0/a.c", tarfile.REGTYPE, mode=0o644, data=b"int a;\n" * 5000)
+    return raw.getvalue() + bytes(1 << 20)
+
+
+def _gzip_bad_crc(data: bytes) -> bytes:
+    packed = bytearray(gzip.compress(data, mtime=0))
+    packed[-8] ^= 0xFF  # the CRC-32 of the uncompressed data, in the 8-byte trailer
+    return bytes(packed)
+
+
+DAMAGED_TAILS = {
+    "gzip-crc": _gzip_bad_crc,
+    "gzip-cut": lambda data: gzip.compress(data, mtime=0)[:-8],  # no trailer
+    "bzip2-cut": lambda data: bz2.compress(data)[:-6],  # no end-of-stream CRC
+    "xz-cut": lambda data: lzma.compress(data)[:-12],  # no stream footer
+    "gzip-garbage": lambda data: gzip.compress(data, mtime=0) + b"garbage",
+}
+
+
+def _path_with(tmp_path: Path, *tools: str) -> str:
+    """A PATH holding only ``tools`` (links to the real ones)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in tools:
+        real = shutil.which(tool)
+        assert real is not None, f"{tool} is part of every Debian system"
+        (bin_dir / tool).symlink_to(real)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_TAILS))
+@pytest.mark.parametrize("decompressor", ["tool", "python"])
+def test_damaged_compressed_tail_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str, decompressor: str
+) -> None:
+    """The tar inside is whole and its reader stops at its end, so only the compressed
+    stream's own check (read to its very end) finds the damage: by the decompressing tool's
+    exit status, or by Python's reader where that tool is missing."""
+    plain = _padded_tar()
+    archive = tmp_path / "pkg-1.0.tar"
+    archive.write_bytes(DAMAGED_TAILS[damage](plain))
+    tool = {"gzip": "gzip", "bzip2": "bzip2", "xz": "xz"}[damage.split("-")[0]]
+    if decompressor == "python":  # GNU tar, but no decompressing tool: Python's reader
+        monkeypatch.setenv("PATH", _path_with(tmp_path, "tar"))
+    else:
+        assert shutil.which(tool), f"{tool} is part of every Debian system"
+    assert _gnu_tar() is not None
+    with pytest.raises(UnpackError) as err:
+        extract_tarball(archive, tmp_path / "src", package="pkg")
+    message = str(err.value)
+    assert str(archive) in message and "fetch it again" in message, message
+    if decompressor == "tool":
+        assert f"{tool} -d:" in message, message  # the tool's own words
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "bin") == ["pkg-1.0.tar"]
+
+
+@pytest.mark.parametrize("tool", ["gzip", "bzip2", "xz"])
+def test_decompressing_tool_runs_beside_the_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tool: str
+) -> None:
+    """A compressed archive is decompressed by its own tool in another process (this one
+    only reads the headers), and without that tool by Python: the same tree either way."""
+    plain = _padded_tar()
+    packed = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}[tool](plain)
+    archive = tmp_path / "pkg-1.0.tar.x"
+    archive.write_bytes(packed)
+    real = shutil.which(tool)
+    assert real is not None
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "bin" / tool
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    (tmp_path / "bin" / "tar").symlink_to(str(shutil.which("tar")))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    extract_tarball(archive, tmp_path / "src", package="pkg")
+    assert calls.read_text().split() == ["-d", "-c"]
+    assert (tmp_path / "src" / "a.c").read_bytes() == b"int a;\n" * 5000
+    wrapper.unlink()  # the tool is missing: Python decompresses, the tree is the same
+    extract_tarball(archive, tmp_path / "src2", package="pkg")
+    assert _tree(tmp_path / "src2") == _tree(tmp_path / "src")
+    assert calls.read_text().split() == ["-d", "-c"]  # not run again
