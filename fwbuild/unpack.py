@@ -347,6 +347,7 @@ _DECOMPRESSORS = (  # magic bytes, the tool that decompresses to stdout, Python'
     (b"\xfd7zXZ\x00", "xz", lzma.open),
 )
 _CHUNK = 1 << 20
+_AHEAD = 1 << 16  # read ahead / written at once: several small entries of a source tree
 _PIPE_SIZE = 1 << 20  # fewer wake-ups per MB than the default 64 KiB (Linux's unprivileged cap)
 
 
@@ -377,6 +378,7 @@ class _Source:
         self.reader: BinaryIO | None = None  # Python's decompressor (no tool)
         self.errors: IO[bytes] | None = None
         self.tool = ""
+        self.ahead, self.at = b"", 0  # bytes read ahead, and how many of them were taken
         with open(archive, "rb") as fh:
             magic = fh.read(6)
         for prefix, tool, opener in _DECOMPRESSORS:
@@ -404,22 +406,45 @@ class _Source:
                 return
         self.fd = os.open(archive, os.O_RDONLY)  # uncompressed: the file itself
 
-    def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes (fewer only at the end of the stream)."""
+    def _raw(self, size: int) -> bytes:
         if self.reader is not None:
             return self.reader.read(size)
-        parts, want = [], size
+        return os.read(self.fd, size)
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (fewer only at the end of the stream). Reads ahead: most
+        entries of a source tree are small, and a header, its file and the next header then
+        cost one system call instead of three."""
+        have = len(self.ahead) - self.at
+        if have >= size:
+            self.at += size
+            return self.ahead[self.at - size : self.at]
+        parts = [self.ahead[self.at :]] if have else []
+        want = size - have
+        self.ahead, self.at = b"", 0
         while want > 0:
-            part = os.read(self.fd, min(want, _CHUNK) if size > _CHUNK else want)
-            if not part:
+            chunk = self._raw(min(max(want, _AHEAD), _CHUNK))
+            if not chunk:
                 break
-            parts.append(part)
-            want -= len(part)
+            if len(chunk) > want:
+                parts.append(chunk[:want])
+                self.ahead, self.at = chunk, want
+                break
+            parts.append(chunk)
+            want -= len(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def buffered(self, size: int) -> bytes:
+        """Up to ``size`` of the bytes already read ahead (no system call)."""
+        data = self.ahead[self.at : self.at + size]
+        self.at += len(data)
+        return data
 
     def send(self, sink: int, size: int) -> int:
         """Pass ``size`` bytes on to the pipe ``sink`` without holding them here (the kernel
-        moves them: splice); returns how many there were (fewer only at the end)."""
+        moves them: splice); returns how many there were (fewer only at the end). The bytes
+        read ahead go first: the caller takes them with :meth:`buffered`."""
+        assert self.at == len(self.ahead), "send() with bytes read ahead"
         moved = 0
         if self.reader is None and hasattr(os, "splice"):
             while moved < size:
@@ -429,25 +454,27 @@ class _Source:
                 moved += step
             return moved
         while moved < size:
-            data = self.read(min(size - moved, _CHUNK))
+            data = self._raw(min(size - moved, _CHUNK))
             if not data:
                 break
             _write_all(sink, data)
             moved += len(data)
         return moved
 
+    def _drain(self) -> None:
+        self.ahead, self.at = b"", 0
+        while self._raw(_CHUNK):
+            pass
+
     def verify(self) -> None:
         """Read the compressed stream to its end and check how its decompressor ended (the
         stream's checksum is at the end): raise tarfile.ReadError quoting it if it failed or
         complained (trailing garbage too, as Python's own readers refuse it)."""
-        if self.reader is not None:
-            while self.reader.read(_CHUNK):
-                pass
-            return
-        if self.proc is None:
+        if self.reader is None and self.proc is None:
             return  # uncompressed: nothing to check past the end of the archive
-        while os.read(self.fd, _CHUNK):
-            pass
+        self._drain()  # Python's reader checks as it reads; the tool, when it exits
+        if self.proc is None:
+            return
         status = self.proc.wait()
         problem = self._complaint(status)
         if problem:
@@ -459,8 +486,7 @@ class _Source:
         if self.proc is None:
             return None
         with contextlib.suppress(OSError):
-            while os.read(self.fd, _CHUNK):
-                pass
+            self._drain()
         return self._complaint(self.proc.wait())
 
     def _complaint(self, status: int) -> str | None:
@@ -546,8 +572,9 @@ class _Relay:
     entry they belong to is admitted: its headers are then replaced by the canonical one
     (:func:`_header`) and its data passed on as it is, up to the end of its last block. The data
     of an admitted entry, which ``tarfile`` skips by seeking, goes from the source to tar
-    without passing through this process (:meth:`_Source.send`). So tar sees entries only in
-    the order, and only after, the checks.
+    without passing through this process (:meth:`_Source.send`) unless it was read ahead with
+    a header. So tar sees entries only in the order, and only after, the checks. What is
+    passed on is gathered and written in pieces of ``_AHEAD`` bytes.
     """
 
     def __init__(self, source: _Source, sink: int) -> None:
@@ -556,6 +583,7 @@ class _Relay:
         self.start = 0  # stream offset of held[0]
         self.pos = 0  # stream offset of the next byte read from the source
         self.cleared = 0  # stream offset up to which the bytes belong to admitted entries
+        self.out = bytearray()  # passed on, not yet written
 
     def tell(self) -> int:
         return self.pos
@@ -574,19 +602,35 @@ class _Relay:
         self._pass(self.cleared)  # held is now empty, or pos >= cleared
         if self.pos < self.cleared:
             want = min(offset, self.cleared) - self.pos
-            sent = self.source.send(self.sink, want)
-            self.pos += sent
+            ahead = self.source.buffered(want)
+            self._emit(ahead)
+            self.pos += len(ahead)
+            if want > len(ahead):
+                self._flush()  # in order: what was gathered, then the spliced rest
+                sent = self.source.send(self.sink, want - len(ahead))
+                self.pos += sent
+                if sent < want - len(ahead):
+                    self.start = self.pos
+                    return self.pos  # the end of the stream: tarfile's next read finds it
             self.start = self.pos
-            if sent < want:
-                return self.pos  # the end of the stream: tarfile's next read finds it
         if offset > self.pos:  # bytes of no admitted entry (not expected): held like any
             self.read(offset - self.pos)
         return self.pos
 
+    def _emit(self, data: bytes | bytearray | memoryview) -> None:
+        self.out += data
+        if len(self.out) >= _AHEAD:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.out:
+            _write_all(self.sink, self.out)
+            self.out.clear()
+
     def _pass(self, upto: int) -> None:
         count = min(upto - self.start, len(self.held))
         if count > 0:
-            _write_all(self.sink, memoryview(self.held)[:count])
+            self._emit(memoryview(self.held)[:count])
             del self.held[:count]
             self.start += count
 
@@ -602,7 +646,7 @@ class _Relay:
         self._pass(min(member.offset, self.cleared))
         self._drop(member.offset_data)
         if header is not None:
-            _write_all(self.sink, header)
+            self._emit(header)
         data = -(-member.size // _BLOCK) * _BLOCK if member.isreg() else 0
         self.cleared = member.offset_data + data
         self._pass(self.cleared)
@@ -610,7 +654,8 @@ class _Relay:
     def finish(self) -> None:
         """Pass on the last data and end the archive."""
         self._pass(self.cleared)
-        _write_all(self.sink, bytes(2 * _BLOCK))
+        self._emit(bytes(2 * _BLOCK))
+        self._flush()
         self.held.clear()
 
 
