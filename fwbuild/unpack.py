@@ -392,14 +392,23 @@ class _Source:
                 env = {**os.environ, "LC_ALL": "C"}
                 env.pop("LANGUAGE", None)
                 self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
-                with open(archive, "rb") as compressed:
-                    self.proc = subprocess.Popen(
-                        [path, "-d", "-c"],
-                        stdin=compressed,
-                        stdout=subprocess.PIPE,
-                        stderr=self.errors,
-                        env=env,
-                    )
+                try:
+                    with open(archive, "rb") as compressed:
+                        self.proc = subprocess.Popen(
+                            [path, "-d", "-c"],
+                            stdin=compressed,
+                            stdout=subprocess.PIPE,
+                            stderr=self.errors,
+                            env=env,
+                        )
+                except OSError as exc:
+                    if exc.filename and os.fsdecode(exc.filename) == str(archive):
+                        raise  # the archive itself cannot be read: said as such
+                    self.errors.close()  # the tool cannot be run: Python decompresses
+                    self.errors, self.tool = None, ""
+                    self.reader = cast(BinaryIO, opener(archive, "rb"))
+                    self.fd = -1
+                    return
                 assert self.proc.stdout is not None
                 self.fd = self.proc.stdout.fileno()
                 _widen(self.fd)
@@ -700,8 +709,10 @@ def _extract_with_tar(tool: str, archive: Path, staging: Path, layout: _Layout) 
             proc.wait()
             raise
         status = proc.wait()
-        if status == 0:
+        if status == 0 and ended:
             return
+        if status == 0:  # it exited before the end of the archive: not a tree to trust
+            raise _ToolFailed("it stopped reading before the end of the archive")
         if status == -signal.SIGXFSZ:  # a file size limit (ulimit -f) stopped it
             raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(staging))
         errors.seek(0)

@@ -237,3 +237,7 @@ def test_decompressing_tool_runs_beside_the_checks(
     extract_tarball(archive, tmp_path / "src2", package="pkg")
     assert _tree(tmp_path / "src2") == _tree(tmp_path / "src")
     assert calls.read_text().split() == ["-d", "-c"]  # not run again
+    wrapper.write_text("#!/nonexistent/sh\n")  # there but cannot be run: Python again
+    wrapper.chmod(0o755)
+    extract_tarball(archive, tmp_path / "src3", package="pkg")
+    assert _tree(tmp_path / "src3") == _tree(tmp_path / "src")
