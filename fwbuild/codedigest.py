@@ -14,16 +14,21 @@ stale build. :func:`code_inputs` lists them all, each with the digest of its fil
   the recipes directory (derived from the MRO: a new package kind needs no list edited here).
 
 Standard-library and third-party imports are not followed (they are part of the environment,
-not of the project). Each version of a file is read and parsed once per process (a stat tells
-whether it changed): a no-op build asks for every package's key, and packages share most of
-these files.
+not of the project). Each version of a file is read and parsed once (a stat tells whether it
+changed): a no-op build asks for every package's key, and packages share most of these files.
+:func:`remember_in` keeps those digests in the build directory between runs, so a no-op reads
+no code file at all, only stats it (the same test Python applies to its own bytecode caches,
+made stricter with the inode and the change time, which no tool can set).
 """
 
 from __future__ import annotations
 
 import ast
+import atexit
+import contextlib
 import hashlib
 import inspect
+import json
 import os
 import re
 import sys
@@ -45,6 +50,13 @@ _FILES: dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]] = {}
 _LOCAL: dict[tuple[str, str], str | None] = {}  # (recipes dir, module) -> its file, if there
 _REAL: dict[str, str] = {}  # directory -> its real path
 _CLASS_FILES: dict[str, str | None] = {}  # module name -> the real path of its file
+_STORE: list[Path] = []  # where remember_in keeps _FILES between runs (at most one file)
+_NEW: set[str] = set()  # files of _FILES read by this process, not yet stored
+# A file changed twice within one tick of the file system's clock, to the same size, keeps its
+# stat identity: an entry is only stored once its file has been left alone this long (as git
+# treats its index's "racily clean" entries), so a stored digest is never of an earlier version.
+_SETTLED_NS = 2_000_000_000
+_STORE_VERSION = 1
 
 # Import statements as they are written, one per match (a parenthesised name list may span
 # lines), at any indentation: parsing only these is much cheaper than parsing the whole file.
@@ -68,7 +80,46 @@ def _read(path: str) -> tuple[tuple[int, ...], str, tuple[str, ...]]:
             data = fh.read()
         imports = _imported_names(data, path) if path.endswith(".py") else ()
         found = _FILES[path] = (ident, hashlib.sha256(data).hexdigest(), imports)
+        _NEW.add(path)
     return found
+
+
+def remember_in(store: Path) -> None:
+    """Keep the digests and import lists of code files in ``store`` across runs: read it now,
+    write what this process learns when it exits. An entry is used only while its file's stat
+    identity (mtime, ctime, size, inode) is the one stored with it; a store that cannot be read
+    is ignored, and one that cannot be written is left as it is (it only saves reading)."""
+    if _STORE:
+        return  # one store per process: the first project's build directory
+    _STORE.append(store)
+    try:
+        data = json.loads(store.read_bytes())
+        if data.get("version") == _STORE_VERSION:
+            for path, (ident, digest, imports) in data["files"].items():
+                if path not in _FILES:
+                    _FILES[path] = (tuple(ident), digest, tuple(imports))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass
+    atexit.register(_store)
+
+
+def _store() -> None:
+    if not _NEW or not _STORE:
+        return
+    import time
+
+    from fwbuild.fsutil import atomic_write
+
+    settled = time.time_ns() - _SETTLED_NS
+    files = {
+        path: [list(ident), digest, list(imports)]
+        for path, (ident, digest, imports) in _FILES.items()
+        if ident[1] < settled  # ident[1]: ctime, which any write to the file moves
+    }
+    if files:
+        data = json.dumps({"version": _STORE_VERSION, "files": files}, separators=(",", ":"))
+        with contextlib.suppress(OSError, ValueError):  # e.g. a read-only build directory
+            atomic_write(_STORE[0], data, mode=0o600)
 
 
 def file_digest(path: str) -> str:

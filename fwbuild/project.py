@@ -202,6 +202,10 @@ class Project:
             pins=Pins.load(board.paths.pins),
             _loaded_from=(board_file, project_dir),
         )
+        from fwbuild.codedigest import remember_in
+
+        # the digests of recipes and engine files, kept between runs (a no-op reads none of them)
+        remember_in(board.paths.build / ".code-digests.json")
         project._load_packages()
         return project
 
