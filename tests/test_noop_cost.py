@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from support.doitrun import doit_env, run_doit
@@ -115,3 +116,29 @@ def test_the_real_board_loads_and_keys_without_what_a_noop_does_not_need(
     assert "fwbuild.project" in imported
     unwanted = set(NOT_FOR_A_NOOP) | {"_profiles", "plistlib"}
     assert not imported & unwanted, sorted(imported & unwanted)
+
+
+def test_a_noop_writes_neither_doits_record_nor_the_code_digests(tmp_path: Path) -> None:
+    """doit's dependency file is rewritten by a run that ran something, never by a no-op (at a
+    thousand packages it is 400 KB), and the code digests are read, not written again."""
+    root = make_scale_project(tmp_path / "fanin", 6, "fanin")
+    build = root / "build"
+    assert run_doit(root, "rootfs").returncode == 0
+    record, digests = build / ".doit.db", build / ".code-digests.json"
+    # a file read within two seconds of its last change is not stored: let the recipes settle
+    for recipe in (root / "recipes").glob("*.py"):
+        recipe.write_bytes(recipe.read_bytes())
+    time.sleep(2.1)
+    assert run_doit(root, "rootfs").ran == set()  # stores the now settled digests
+    assert digests.is_file()
+    before = {p: p.stat().st_mtime_ns for p in (record, digests)}
+    again = run_doit(root, "rootfs")
+    assert again.returncode == 0 and again.ran == set(), again.output
+    assert {p: p.stat().st_mtime_ns for p in (record, digests)} == before
+
+    # a run that runs something records it
+    top = root / "recipes" / f"{name_of(5)}.py"
+    top.write_text(top.read_text() + "# edited\n")
+    edited = run_doit(root, "rootfs")
+    assert edited.returncode == 0 and f"install:{name_of(5)}" in edited.ran, edited.output
+    assert record.stat().st_mtime_ns != before[record]
