@@ -22,6 +22,7 @@ from fwbuild.config import env_flag
 from fwbuild.errors import ConfigError
 
 LOCK_NAME = ".lock"
+_PID_WIDTH = 20  # wider than any pid, so a shorter one never leaves digits of the last behind
 _held: dict[Path, int] = {}  # build directory -> descriptor, kept open for the process's life
 
 
@@ -56,8 +57,9 @@ def lock_build_dir(build: Path, *, out: TextIO | None = None) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX)
             out.write(f"fwbuild: the other build in {build} finished; this one starts now\n")
             out.flush()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        # Overwritten in place, padded to a fixed width, not truncated first: a truncate is a
+        # journal transaction, which a busy disk can make every no-op build wait for.
+        os.pwrite(fd, f"{os.getpid():<{_PID_WIDTH}}\n".encode(), 0)
     except BaseException:
         os.close(fd)
         raise
