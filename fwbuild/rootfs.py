@@ -29,7 +29,7 @@ from fwbuild.fsutil import file_digest, source_date_epoch
 from fwbuild.manifest import Entry, manifest_path, parse_permission_lines, write_manifest
 from fwbuild.project import Project
 from fwbuild.recipe import expand_target_files
-from fwbuild.stamps import stamp_matches, write_stamp
+from fwbuild.stamps import write_stamp
 from fwbuild.trees import (
     MARKER,
     Guard,
@@ -45,24 +45,6 @@ from fwbuild.trees import (
 )
 
 ELF_MAGIC = b"\x7fELF"
-
-
-def rootfs_uptodate(project: Project) -> bool:
-    paths = project.board.paths
-    return (
-        paths.rootfs.is_dir()
-        and paths.output.is_dir()
-        and stamp_matches(project.rootfs_stamp, project.rootfs_key)
-        and _budget_holds(project)  # a lowered budget checks the image again
-    )
-
-
-def _budget_holds(project: Project) -> bool:
-    if not project.board.has_budget:
-        return True  # (and fwbuild.sizes is not imported by a no-op)
-    from fwbuild import sizes
-
-    return sizes.budget_holds(project)
 
 
 ROOTFS_SETTING = "ROOTFS_DIR"
