@@ -196,7 +196,7 @@ def test_download_cache_and_artifacts() -> None:
     board = tomllib.loads((REPO / "configs" / "siso.toml").read_text())
     downloads = board["paths"]["downloads"]
     caches = [s for s in steps() if str(s.get("uses", "")).startswith("actions/cache@")]
-    caches = [s for s in caches if s["with"]["path"] != build_cache_dir()]  # see below
+    caches = [s for s in caches if s["with"]["path"] not in (build_cache_dir(), ZIG_CACHE)]
     assert len(caches) == 1
     cache_with = caches[0]["with"]
     assert cache_with["path"] == downloads  # the board's download directory
@@ -214,6 +214,23 @@ def test_download_cache_and_artifacts() -> None:
 
 def build_cache_dir() -> str:
     return str(workflow()["jobs"]["firmware"]["env"]["FWBUILD_CACHE_DIR"])
+
+
+ZIG_CACHE = "~/.cache/zig"  # zig's global cache when ZIG_GLOBAL_CACHE_DIR is not set
+
+
+def test_zigs_cache_is_kept_between_nights() -> None:
+    """A fresh runner restores zig's libc cache before the first build step: a night whose
+    packages all come from the build cache must not spend minutes building zig's libc."""
+    env = workflow()["jobs"]["firmware"].get("env", {})
+    assert "ZIG_GLOBAL_CACHE_DIR" not in env  # else the cache below is not the one zig uses
+    caches = [s for s in steps() if str(s.get("uses", "")).startswith("actions/cache@")]
+    kept = [s for s in caches if s["with"]["path"] == ZIG_CACHE]
+    assert len(kept) == 1
+    assert kept[0]["with"]["key"].startswith(kept[0]["with"]["restore-keys"])
+    names = [s.get("name") for s in steps()]
+    build = next(i for i, s in enumerate(steps()) if "doit rootfs" in s.get("run", ""))
+    assert names.index(kept[0]["name"]) < build
 
 
 def test_build_cache_is_kept_between_nights() -> None:
