@@ -269,6 +269,11 @@ class Project:
 
     # --- recipes ---------------------------------------------------------------------------
     def _load_packages(self) -> None:
+        from fwbuild.bytecode import use_checked_bytecode
+
+        # an edit of a recipe or helper is always what runs (fwbuild.bytecode)
+        if self.board.paths.recipes.is_dir():
+            use_checked_bytecode(str(self.board.paths.recipes))
         # Depth first, dependencies before the packages that need them, without recursion: a
         # chain of thousands of recipes must not meet Python's recursion limit.
         visiting: list[str] = []  # the path from a board package down to the one loading
