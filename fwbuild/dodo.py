@@ -111,7 +111,7 @@ def careful_dep_file() -> None:
     real_set, real_remove, real_remove_all = JsonDB.set, JsonDB.remove, JsonDB.remove_all
 
     def changed(self: JsonDB) -> None:
-        self.fwbuild_changed = True  # type: ignore[attr-defined]
+        self.fwbuild_changed = True
 
     def set_value(self: JsonDB, task_id: str, dependency: str, value: Any) -> None:
         if self._db.get(task_id, {}).get(dependency, changed) != value:
