@@ -51,15 +51,20 @@ ROOTFS_SETTING = "ROOTFS_DIR"
 OUTPUT_SETTING = "FWBUILD_OUTPUT_DIR ([paths] output)"
 
 
-def _strip(strip: str, dest: Path) -> None:
-    with dest.open("rb") as fh:
-        is_elf = fh.read(4) == ELF_MAGIC
-    if is_elf:
+def _strip(strip: str, paths: list[Path]) -> None:
+    """Strip the ELF files among ``paths`` with one run of the target's strip (a process per
+    file cost more than the stripping: ~30 ms each)."""
+    elves = []
+    for dest in paths:
+        with dest.open("rb") as fh:
+            if fh.read(4) == ELF_MAGIC:
+                elves.append(str(dest))
+    if elves:
         import subprocess
 
-        result = subprocess.run([strip, str(dest)], capture_output=True, text=True, check=False)
+        result = subprocess.run([strip, *elves], capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise BuildError(f"stripping {dest} failed: {result.stderr.strip()}")
+            raise BuildError(f"stripping {', '.join(elves)} failed: {result.stderr.strip()}")
 
 
 class _Tree:
@@ -210,6 +215,7 @@ def assemble(project: Project) -> list[Entry]:
 def _put_packages(project: Project, tree: _Tree, entries: dict[str, Entry]) -> None:
     """Every package's target files from its staging directory, executables stripped."""
     strip = project.toolchain.env()["STRIP"]
+    executables: list[Path] = []  # stripped at the end, before the overlay may replace one
     for name, pkg in project.packages.items():
         staging = project.stagingdir(name)
         files, missing = expand_target_files(pkg, staging)
@@ -243,8 +249,9 @@ def _put_packages(project: Project, tree: _Tree, entries: dict[str, Entry]) -> N
                     "install it at the link's target instead, or drop the link",
                 ) from None
             if mode & 0o111:
-                _strip(strip, tree.root / rel)
+                executables.append(tree.root / rel)
             entries[path] = Entry(path, "f", mode, package=name)
+    _strip(strip, executables)
 
 
 def _put_overlay(project: Project, tree: _Tree, entries: dict[str, Entry]) -> None:
