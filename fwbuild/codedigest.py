@@ -122,9 +122,11 @@ def _store() -> None:
             atomic_write(_STORE[0], data, mode=0o600)
 
 
-def file_digest(path: str) -> str:
-    """The sha256 of a file's bytes, read once per version of the file."""
-    return _read(path)[1]
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, read once per version of the file (and, with
+    :func:`remember_in`, once across runs). Keys use it for their other small input files too:
+    our patches, board files, the overlay, so that a no-op reads none of them."""
+    return _read(os.fspath(path))[1]
 
 
 def _imported_names(source: bytes, path: str) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from fwbuild.codedigest import file_digest as input_digest
 from fwbuild.config import Board, load_board, validation_key
 from fwbuild.errors import ConfigError
 from fwbuild.fsutil import file_digest
@@ -178,7 +179,7 @@ def _source_digest(ref: Any, recipes_dir: Path) -> str:
         path = recipes_dir / (ref.partition(":")[0].replace(".", "/") + ".py")
     else:
         path = Path(inspect.getfile(ref))
-    return file_digest(path) if path.is_file() else str(ref)
+    return input_digest(path) if path.is_file() else str(ref)
 
 
 @dataclass
@@ -257,7 +258,7 @@ class Project:
                 [s, str(ref), _source_digest(ref, recipes_dir)]
                 for s, ref in board.section_models.items()
             ),
-            [[p.name, file_digest(p)] for p in helpers],
+            [[p.name, input_digest(p)] for p in helpers],
         )
         if key not in board.checked:
             from fwbuild.schema import validate_board
@@ -541,13 +542,13 @@ class Project:
                 [
                     [p, "link:" + os.readlink(overlay / p)]
                     if (overlay / p).is_symlink()
-                    else [p, file_digest(overlay / p), (overlay / p).stat().st_mode & 0o7777]
+                    else [p, input_digest(overlay / p), (overlay / p).stat().st_mode & 0o7777]
                     for p, _, _ in tree_fingerprint(overlay)
                 ]
                 if overlay and overlay.is_dir()
                 else None
             ),
-            "permissions": file_digest(self.board.permissions)
+            "permissions": input_digest(self.board.permissions)
             if self.board.permissions and self.board.permissions.exists()
             else None,
             "rootfs_dir": str(self.board.paths.rootfs),

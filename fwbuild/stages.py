@@ -41,8 +41,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fwbuild.cache import HOOK as CACHE_HOOK
 from fwbuild.cache import ccache_env, ccache_identity
 from fwbuild.codedigest import code_inputs
+from fwbuild.codedigest import file_digest as input_digest
 from fwbuild.errors import BuildError, ConfigError
-from fwbuild.fsutil import atomic_write, file_digest
+from fwbuild.fsutil import atomic_write
 from fwbuild.licensing import verify_licenses
 from fwbuild.overrides import tree_fingerprint
 from fwbuild.recipe import Package, Source, expand_target_files
@@ -357,7 +358,7 @@ def patch_inputs(project: Project, pkg: Package) -> dict[str, Any]:
         ),
         "downloaded": [[p.filename, p.strip] for p in pkg.active_patches()],
         "local_source": project.local_source_digest(pkg),
-        "own": [[p.name, file_digest(p)] for p in pkg.own_patches],
+        "own": [[p.name, input_digest(p)] for p in pkg.own_patches],
     }
 
 
@@ -410,7 +411,7 @@ def configure_inputs(project: Project, pkg: Package) -> dict[str, Any]:
         # ``self.arch`` whatever the toolchain: the kernel's gcc does not carry [target] in its
         # identity, so a changed arch or cpu would otherwise leave its build stale.
         "target": [project.board.target.arch, project.board.target.cpu],
-        "board_files": [[f, file_digest(project.board_file(pkg, f))] for f in pkg.board_files],
+        "board_files": [[f, input_digest(project.board_file(pkg, f))] for f in pkg.board_files],
         "variants": pkg.variant_values,
         # direct dependencies only: an install key covers that package's own
         # dependencies, so the stamp stays linear in the size of the board
