@@ -104,7 +104,9 @@ def remember_in(store: Path) -> None:
 
 
 def _store() -> None:
-    if not _NEW or not _STORE:
+    # Never the one to make the build directory: `doit list` on a checkout that has never
+    # built, or a build refused before it started, leaves nothing behind.
+    if not _NEW or not _STORE or not _STORE[0].parent.is_dir():
         return
     import time
 

@@ -56,6 +56,7 @@ def no_wait(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_stored_digest_is_used_while_the_file_is_unchanged(tmp_path: Path, no_wait: None) -> None:
     store = tmp_path / "build" / ".code-digests.json"
+    store.parent.mkdir()
     recipe = tmp_path / "alpha.py"
     recipe.write_text("import os\n")
     codedigest.remember_in(store)
@@ -121,6 +122,16 @@ def test_a_damaged_store_is_ignored(tmp_path: Path, content: bytes) -> None:
     assert (
         codedigest.file_digest(str(recipe)) == codedigest.hashlib.sha256(b"import os\n").hexdigest()
     )
+
+
+def test_the_store_never_makes_the_build_directory(tmp_path: Path, no_wait: None) -> None:
+    """`doit list` on a checkout that never built writes nowhere."""
+    recipe = tmp_path / "epsilon.py"
+    recipe.write_text("import os\n")
+    codedigest.remember_in(tmp_path / "build" / ".code-digests.json")
+    codedigest.file_digest(str(recipe))
+    codedigest._store()
+    assert not (tmp_path / "build").exists()
 
 
 def test_a_store_that_cannot_be_written_is_left_alone(tmp_path: Path) -> None:
