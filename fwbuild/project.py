@@ -193,6 +193,9 @@ class Project:
     # keys of dynamic packages, kept only while one outermost ``key()`` call computes
     _scratch: dict[tuple[str, str], str] | None = field(default=None, repr=False)
     _loaded_from: tuple[Path, Path | None] | None = field(default=None, repr=False)
+    # The tasks named on doit's command line (fwbuild.report records them as a run starts): a
+    # stage asked for by name is wanted for its tree, even where the build cache covers it.
+    asked_for: set[str] = field(default_factory=set, repr=False)
 
     @classmethod
     def load(cls, board_file: Path, project_dir: Path | None = None) -> Project:

@@ -185,6 +185,8 @@ class BuildReporter(ConsoleReporter):
     # --- doit's calls --------------------------------------------------------------------------
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         super().initialize(tasks, selected_tasks)
+        if self.project is not None:  # before any task is checked (fwbuild.tasks)
+            self.project.asked_for.update(selected_tasks or ())
         self._guard(self._load)
 
     def execute_task(self, task: Any) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from doit.task import DelayedLoader
 
 from fwbuild.actions import guarded
-from fwbuild.cache import covers
+from fwbuild.cache import CACHED_STAGES, covers
 from fwbuild.errors import BuildError
 from fwbuild.project import Project
 from fwbuild.stages import BY_NAME, STAGES, TABLE, Stage
@@ -31,12 +31,19 @@ Creators = dict[str, Callable[[], Any]]  # doit task creators by "task_<name>"
 
 
 def run_stage(project: Project, name: str, stage: str) -> Any:
+    if stage not in CACHED_STAGES and f"{stage}:{name}" in project.asked_for:
+        # asked for by name: the stages before it that the build cache let doit skip run
+        # first (its tree needs theirs); a restored install stays current
+        return guarded(project, lambda: BY_NAME[stage].ensure(project, name))
     return guarded(project, lambda: BY_NAME[stage].run(project, name))
 
 
 def stage_uptodate(project: Project, name: str, stage: str) -> bool:
-    # fetch … build are not needed when the package's install comes from the build cache
-    return BY_NAME[stage].done(project, name) or covers(project, name, stage)
+    """fetch … build are not needed when the package's install comes from the build cache,
+    unless that very stage is asked for by name (``doit patch:linux``: the tree is wanted)."""
+    if BY_NAME[stage].done(project, name):
+        return True
+    return f"{stage}:{name}" not in project.asked_for and covers(project, name, stage)
 
 
 def run_rootfs(project: Project) -> Any:

@@ -418,6 +418,34 @@ def test_a_second_checkout_restores_every_package_and_compiles_nothing(
     assert again.returncode == 0 and not again.ran - {"toolchain"}, again.output
 
 
+def test_a_stage_asked_for_by_name_makes_its_tree_after_a_restore(
+    first_build: tuple[Path, Path, FaultServer], dist: Dist
+) -> None:
+    """The cache lets a build skip fetch … build of a restored package; `doit patch:hello`
+    names the stage for its tree: it fetches and patches (the patched source is checkout A's),
+    the restored install stays current, and the next `doit rootfs` runs nothing."""
+    a, cache_dir, srv = first_build
+    c = make_project(a.parent / "c", dist, srv.url)
+    add_secret_packages(c)
+    env = doit_env(FWBUILD_CACHE_DIR=str(cache_dir))
+    restored = run_doit(c, "rootfs", env=env)
+    assert restored.returncode == 0 and "install:hello: from cache" in restored.output
+    assert not (c / "build" / "hello" / "src").exists()
+
+    patched = run_doit(c, "patch:hello", env=env)
+    assert patched.returncode == 0, patched.output
+    assert "patch:hello" in patched.ran, patched.output
+    src_a, src_c = a / "build" / "hello" / "src", c / "build" / "hello" / "src"
+    # A's tree also holds what its build made (objects, the binary); C's is only patched
+    files = sorted(p.relative_to(src_c) for p in src_c.rglob("*") if p.is_file())
+    assert {Path("hello.c"), Path("extra.c"), Path("Makefile")} <= set(files), files
+    for f in files:
+        assert (src_c / f).read_bytes() == (src_a / f).read_bytes(), f
+
+    again = run_doit(c, "rootfs", env=env)
+    assert again.returncode == 0 and not again.ran - {"toolchain"}, again.output
+
+
 def test_a_corrupted_entry_is_rebuilt_and_a_dead_server_said_once(
     first_build: tuple[Path, Path, FaultServer], dist: Dist
 ) -> None:
