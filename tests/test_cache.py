@@ -425,7 +425,7 @@ def test_a_stage_asked_for_by_name_makes_its_tree_after_a_restore(
     names the stage for its tree: it fetches and patches (the patched source is checkout A's),
     the restored install stays current, and the next `doit rootfs` runs nothing."""
     a, cache_dir, srv = first_build
-    c = make_project(a.parent / "c", dist, srv.url)
+    c = make_project(a.parent / "asked", dist, srv.url)
     add_secret_packages(c)
     env = doit_env(FWBUILD_CACHE_DIR=str(cache_dir))
     restored = run_doit(c, "rootfs", env=env)
