@@ -114,7 +114,9 @@ def careful_dep_file() -> None:
         self.fwbuild_changed = True
 
     def set_value(self: JsonDB, task_id: str, dependency: str, value: Any) -> None:
-        if self._db.get(task_id, {}).get(dependency, changed) != value:
+        # compared as the file would hold it: doit sets tuples that the file reads back as lists
+        as_stored = self.codec.decode(self.codec.encode(value))
+        if self._db.get(task_id, {}).get(dependency, changed) != as_stored:
             changed(self)
         real_set(self, task_id, dependency, value)
 
