@@ -37,7 +37,10 @@
   up-to-date build directory of the real board (configs/siso.toml; the other FWBUILD_*
   variables as that build had them), a no-op ``doit rootfs`` / ``doit kernel_mppc`` against the
   trivial dodo, median of paired runs (target ≤ 1.3). Left out when the variable is unset, and
-  refused when the tree is not up to date (a bench never builds the firmware).
+  refused when the tree is not up to date (a bench never builds the firmware). With valgrind
+  installed, also ``noop_real_instr_ratio`` / ``noop_real_kernel_instr_ratio``: the same
+  against the same floor in instructions executed (callgrind), which a loaded machine does not
+  move (wall-time ratios of a 0.2 s command swing by ±0.15 here);
 
 Absolute times on shared machines are noisy; compare ratios taken in the same run.
 """
@@ -47,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -266,7 +270,29 @@ def measure_real(work: Path, build_dir: str, pairs: int = 9) -> dict[str, float]
             noops.append(noop)
         results[key] = round(statistics.median(ratios), 3)
         results[key.replace("ratio", "s")] = round(statistics.median(noops), 4)
+        if shutil.which("valgrind"):
+            floor = instructions([*doit, "only"], trivial, env)
+            ratio = instructions([*doit, task], HERE.parent, env) / floor
+            results[key.replace("_ratio", "_instr_ratio")] = round(ratio, 3)
     return results
+
+
+def instructions(argv: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """Instructions a command executes (valgrind's callgrind; the same count on a busy machine),
+    after one run outside it so that Python's bytecode caches are warm."""
+    subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=True)
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        cwd=cwd,
+        env={**env, "PYTHONHASHSEED": "0"},  # the same dict layouts, run after run
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    match = re.search(r"Collected : (\d+)", proc.stderr)
+    if match is None:
+        raise SystemExit(f"callgrind printed no instruction count:\n{proc.stderr[-2000:]}")
+    return int(match[1])
 
 
 def main() -> None:
