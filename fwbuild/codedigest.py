@@ -85,10 +85,11 @@ def _read(path: str) -> tuple[tuple[int, ...], str, tuple[str, ...]]:
 
 
 def remember_in(store: Path) -> None:
-    """Keep the digests and import lists of code files in ``store`` across runs: read it now,
-    write what this process learns when it exits. An entry is used only while its file's stat
-    identity (mtime, ctime, size, inode) is the one stored with it; a store that cannot be read
-    is ignored, and one that cannot be written is left as it is (it only saves reading)."""
+    """Keep the digests (and import lists) of the files read through :func:`file_digest` in
+    ``store`` across runs: read it now, write what this process learns when it exits. An entry
+    is used only while its file's stat identity (mtime, ctime, size, inode) is the one stored
+    with it; a store that cannot be read is ignored, and one that cannot be written is left as
+    it is (it only saves reading)."""
     if _STORE:
         return  # one store per process: the first project's build directory
     _STORE.append(store)
@@ -116,7 +117,9 @@ def _store() -> None:
     files = {
         path: [list(ident), digest, list(imports)]
         for path, (ident, digest, imports) in _FILES.items()
-        if ident[1] < settled  # ident[1]: ctime, which any write to the file moves
+        # ident[1]: ctime, which any write to the file moves; a file gone (a patch removed, a
+        # checkout deleted) is dropped, so the store does not grow with every file ever read
+        if ident[1] < settled and (path in _NEW or os.path.exists(path))
     }
     if files:
         data = json.dumps({"version": _STORE_VERSION, "files": files}, separators=(",", ":"))

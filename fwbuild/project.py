@@ -208,7 +208,8 @@ class Project:
         )
         from fwbuild.codedigest import remember_in
 
-        # the digests of recipes and engine files, kept between runs (a no-op reads none of them)
+        # the digests of the code, patch, board and overlay files keys are made of, kept
+        # between runs: a no-op reads none of them (fwbuild.codedigest)
         remember_in(board.paths.build / ".code-digests.json")
         project._load_packages()
         return project

@@ -124,6 +124,24 @@ def test_a_damaged_store_is_ignored(tmp_path: Path, content: bytes) -> None:
     )
 
 
+def test_a_file_that_is_gone_leaves_the_store(tmp_path: Path, no_wait: None) -> None:
+    store = tmp_path / ".code-digests.json"
+    kept, gone = tmp_path / "kept.py", tmp_path / "gone.patch"
+    kept.write_text("import os\n")
+    gone.write_text("--- a\n+++ b\n")
+    codedigest.remember_in(store)
+    codedigest.file_digest(kept)
+    codedigest.file_digest(gone)
+    codedigest._store()
+    assert set(json.loads(store.read_text())["files"]) == {str(kept), str(gone)}
+    gone.unlink()
+    _new_process(store)
+    (tmp_path / "new.py").write_text("x = 1\n")
+    codedigest.file_digest(tmp_path / "new.py")  # something new to store
+    codedigest._store()
+    assert set(json.loads(store.read_text())["files"]) == {str(kept), str(tmp_path / "new.py")}
+
+
 def test_the_store_never_makes_the_build_directory(tmp_path: Path, no_wait: None) -> None:
     """`doit list` on a checkout that never built writes nowhere."""
     recipe = tmp_path / "epsilon.py"
