@@ -93,6 +93,9 @@ def check_directories(paths: Paths) -> None:
                 )
 
 
+_ABSENT = object()  # a value doit's record does not hold yet
+
+
 def careful_dep_file() -> None:
     """Make doit write its dependency file (``build/.doit.db``) beside and rename it.
 
@@ -116,7 +119,7 @@ def careful_dep_file() -> None:
     def set_value(self: JsonDB, task_id: str, dependency: str, value: Any) -> None:
         # compared as the file would hold it: doit sets tuples that the file reads back as lists
         as_stored = self.codec.decode(self.codec.encode(value))
-        if self._db.get(task_id, {}).get(dependency, changed) != as_stored:
+        if self._db.get(task_id, {}).get(dependency, _ABSENT) != as_stored:
             changed(self)
         real_set(self, task_id, dependency, value)
 

@@ -18,26 +18,28 @@ pytestmark = pytest.mark.unit
 OLD = 10**9  # a change time long ago (1 s after the epoch): a settled file
 
 
-@pytest.fixture(autouse=True)
-def fresh_state() -> Iterator[None]:
-    """Each test as a new process: no digests read, no store chosen."""
-    saved = (dict(codedigest._FILES), list(codedigest._STORE), set(codedigest._NEW))
+def _forget() -> None:
+    """A new process's state: no digests read, no store chosen."""
     codedigest._FILES.clear()
     codedigest._STORE.clear()
     codedigest._NEW.clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_state() -> Iterator[None]:
+    """Each test as a new process; the suite's own state back afterwards."""
+    saved = (dict(codedigest._FILES), list(codedigest._STORE), set(codedigest._NEW))
+    _forget()
     yield
-    codedigest._FILES.clear()
+    _forget()
     codedigest._FILES.update(saved[0])
     codedigest._STORE[:] = saved[1]
-    codedigest._NEW.clear()
     codedigest._NEW.update(saved[2])
 
 
 def _new_process(store: Path) -> None:
     """What the next run starts with: nothing in memory, the store read."""
-    codedigest._FILES.clear()
-    codedigest._STORE.clear()
-    codedigest._NEW.clear()
+    _forget()
     codedigest.remember_in(store)
 
 
