@@ -85,3 +85,21 @@ def source_date_epoch() -> int:
     if not raw.isdigit():
         raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds")
     return int(raw)
+
+
+# Less free space than this where a command failed or the build starts: the disk is full.
+LOW_SPACE = 1 << 20
+
+
+def free_bytes(path: Path) -> int | None:
+    """Space a write under ``path`` may still use (root may use the blocks kept for root)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    if st.f_blocks == 0:  # a file system that does not count its space (/proc, some FUSE)
+        return None
+    blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return blocks * st.f_frsize

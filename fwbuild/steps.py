@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fwbuild.errors import BuildError, StepError
+from fwbuild.fsutil import LOW_SPACE, free_bytes
 from fwbuild.recipe import describe
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ LOG_TAIL_LINES = 25
 _ERROR_LINE = re.compile(r"\berror:|undefined (symbol|reference)", re.IGNORECASE)
 ERROR_LINES = 80  # shown at most, whole
 COMMAND_TIME = "# fwbuild:"
-# Less free space than this where a command failed: say that the disk is (nearly) full.
-LOW_SPACE = 1 << 20
 
 # The state of a file system that makes every write there fail, whatever the build does.
 DISK_STATES = {
@@ -201,20 +200,6 @@ def _in_state(path: Path, code: int) -> bool:
             return False
     free = free_bytes(path)
     return free is not None and free < LOW_SPACE
-
-
-def free_bytes(path: Path) -> int | None:
-    """Space a write under ``path`` may still use (root may use the blocks kept for root)."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return None
-    if st.f_blocks == 0:  # a file system that does not count its space (/proc, some FUSE)
-        return None
-    blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail
-    return blocks * st.f_frsize
 
 
 def low_space_note(path: Path) -> str:
