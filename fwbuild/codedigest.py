@@ -125,6 +125,13 @@ def _store() -> None:
         data = json.dumps({"version": _STORE_VERSION, "files": files}, separators=(",", ":"))
         with contextlib.suppress(OSError, ValueError):  # e.g. a read-only build directory
             atomic_write(_STORE[0], data, mode=0o600)
+    _NEW.clear()
+
+
+def flush() -> None:
+    """Write the store now rather than at exit (fwbuild.noop: the rename changes the build
+    directory, which a no-op's record holds); a second call writes nothing new."""
+    _store()
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:

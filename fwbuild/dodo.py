@@ -5,7 +5,8 @@ a build directory whose path has whitespace, or a build, rootfs or output direct
 read-only or on a full disk, is refused with what to do, instead of failing minutes later (or
 with a traceback) in the middle of a package. doit's own record of the run is written so that a
 disk filling up mid-build neither ends in a traceback nor leaves that record unreadable
-(:func:`careful_dep_file`).
+(:func:`careful_dep_file`). A run whose every input is as the last no-op found it is given that
+no-op's tasks as up to date before the board is even read (fwbuild.noop).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from fwbuild.errors import BuildError, ConfigError
 from fwbuild.fsutil import atomic_write
-from fwbuild.steps import LOW_SPACE, free_bytes, storage_error
 
 if TYPE_CHECKING:
     from fwbuild.config import Paths
@@ -28,11 +28,19 @@ def load(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
 
     ``project_dir`` holds recipes/, patches/ and configs/ (default: the board file's grandparent).
     """
-    from fwbuild.project import Project
-    from fwbuild.tasks import doit_config, make_tasks
+    from fwbuild import noop
 
     careful_dep_file()
     try:
+        # A run whose inputs are as a no-op left them is a no-op too: nothing else is loaded.
+        shortcut = noop.shortcut(board_file, project_dir or board_file.parent.parent)
+        if shortcut is not None:
+            check_directories(_RecordedPaths(shortcut.pop("paths")))
+            return shortcut
+        noop.record(board_file, project_dir or board_file.parent.parent)
+        from fwbuild.project import Project
+        from fwbuild.tasks import doit_config, make_tasks
+
         project = Project.load(board_file, project_dir)
         tasks: dict[str, Any] = make_tasks(project)
         check_directories(project.board.paths)
@@ -41,6 +49,8 @@ def load(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
         print(f"fwbuild: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except OSError as exc:  # e.g. the build directory cannot be made
+        from fwbuild.steps import storage_error
+
         error = storage_error(exc) or ConfigError(
             f"cannot prepare {os.fsdecode(exc.filename or '')}: {exc.strerror}; check that the "
             "build, rootfs and output directories (FWBUILD_BUILD_DIR, ROOTFS_DIR, "
@@ -51,8 +61,19 @@ def load(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
     return tasks
 
 
-def check_directories(paths: Paths) -> None:
+class _RecordedPaths:
+    """The directories a no-op's record names, as :func:`check_directories` reads them."""
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self.build, self.rootfs, self.output = (
+            Path(paths[k]) for k in ("build", "rootfs", "output")
+        )
+
+
+def check_directories(paths: Paths | _RecordedPaths) -> None:
     """Refuse directories the build cannot work in, naming the setting that moves each one."""
+    from fwbuild.fsutil import LOW_SPACE, free_bytes
+
     if any(c.isspace() for c in str(paths.build)):
         raise ConfigError(
             f"the build directory {paths.build} has whitespace in its path, and the packages' "
@@ -138,6 +159,8 @@ def careful_dep_file() -> None:
         try:
             atomic_write(Path(self.name), self.codec.encode(self._db))
         except OSError as exc:
+            from fwbuild.steps import storage_error
+
             error = storage_error(exc, Path(self.name))
             if error is None:
                 raise

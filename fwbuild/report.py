@@ -181,16 +181,28 @@ class BuildReporter(ConsoleReporter):
         self.snapped: set[str] = set()  # packages whose stamps are in self.old
         self.project = project
         self.problem: str | None = None
+        self.printed: list[str] = []  # what a no-op prints, for its record (fwbuild.noop)
+        self.selected: list[tuple[str, bool]] = []
+        self.nothing_ran = False
 
     # --- doit's calls --------------------------------------------------------------------------
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         super().initialize(tasks, selected_tasks)
         if self.project is not None:  # before any task is checked (fwbuild.tasks)
             self.project.asked_for.update(selected_tasks or ())
+        self.selected = [(n, bool(tasks[n].actions)) for n in selected_tasks or () if n in tasks]
         self._guard(self._load)
+
+    def write(self, text: str) -> None:
+        self.printed.append(text)
+        super().write(text)
 
     def execute_task(self, task: Any) -> None:
         super().execute_task(task)
+        if task.actions:  # no no-op, and the build's own work is not a no-op's input
+            from fwbuild import noop
+
+            noop.stop()
         if task.actions and not task.name.startswith("_"):
             self._guard(lambda: self._start(task))
 
@@ -216,10 +228,35 @@ class BuildReporter(ConsoleReporter):
 
     def complete_run(self) -> None:
         super().complete_run()
+        printed = "".join(self.printed)
         self._guard(self._finish)
         if self.problem:
             self.write(f"report: not written: {self.problem}\n")
         self.outstream.flush()
+        self._guard(lambda: self._keep_noop(printed))
+
+    def _keep_noop(self, printed: str) -> None:
+        """Let the next run with the same inputs skip the evaluation (fwbuild.noop)."""
+        from fwbuild import noop
+
+        project = self.project
+        if project is None or not self.nothing_ran or self.problem or self.failures:
+            noop.finish(False, {})
+            return
+        noop.finish(
+            True,
+            {
+                "build": str(project.board.paths.build),
+                "paths": {
+                    k: str(getattr(project.board.paths, k)) for k in ("build", "rootfs", "output")
+                },
+                "report": str(project.report_path),
+                "lines": printed.splitlines(),
+                "uptodate": len(self.uptodate),
+                "selected": self.selected,
+                "config": doit_settings(project),
+            },
+        )
 
     # --- the report ------------------------------------------------------------------------
     def _guard(self, func: Any) -> None:
@@ -305,6 +342,7 @@ class BuildReporter(ConsoleReporter):
             # A no-op keeps the last build's report (what graph-build draws): rewriting every
             # task's record cost a no-op more than all its stamps at a thousand packages.
             where = f" (nothing ran: {self.project.report_path} is kept)"
+            self.nothing_ran = counts["up-to-date"] == len(self.uptodate)
         elif self.project is not None:
             path = self.project.report_path
             data = {
@@ -379,6 +417,16 @@ def _lock_build(project: Project) -> None:
     except BuildError as exc:
         print(f"fwbuild: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def doit_settings(project: Project) -> dict[str, Any]:
+    """``DOIT_CONFIG`` but the reporter: what the no-op shortcut gives doit too (fwbuild.noop)."""
+    return {
+        "default_tasks": ["rootfs"],
+        "dep_file": str(project.board.paths.build / ".doit.db"),
+        "backend": "json",
+        "verbosity": 1,
+    }
 
 
 def build_reporter(project: Project) -> type[BuildReporter]:

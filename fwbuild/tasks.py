@@ -455,17 +455,10 @@ def _unstamp(project: Project, name: str, stage: str) -> None:
 
 
 def doit_config(project: Project) -> dict[str, Any]:
-    from fwbuild.report import build_reporter
+    from fwbuild.report import build_reporter, doit_settings
     from fwbuild.trees import check_project
 
-    build = project.board.paths.build
     # Creates or adopts the build directory (its marker makes the work trees the build's) and
     # refuses, by name, output directories the build may never replace (fwbuild.trees).
     check_project(project)
-    return {
-        "default_tasks": ["rootfs"],
-        "dep_file": str(build / ".doit.db"),
-        "backend": "json",
-        "reporter": build_reporter(project),  # fwbuild.report
-        "verbosity": 1,
-    }
+    return {**doit_settings(project), "reporter": build_reporter(project)}  # fwbuild.report
