@@ -110,8 +110,9 @@ def measure_noop_and_incremental(work: Path) -> dict[str, float]:
         trivial.mkdir()
         (trivial / "dodo.py").write_text(TRIVIAL_DODO)
         doit = [sys.executable, "-m", "doit"]
-        time.sleep(2.1)  # inputs older than 2 s: a no-op keeps its record (fwbuild.noop)
-        _best_of_interleaved(2, {"noop": ([*doit, "rootfs"], project)})
+        from scale import settle
+
+        settle(project, [*doit, "rootfs"], _bench_env())  # its no-op record (fwbuild.noop)
         best = _best_of_interleaved(
             15,
             {
@@ -270,6 +271,8 @@ def measure_real(work: Path, build_dir: str, pairs: int = 9) -> dict[str, float]
     trivial.mkdir()
     (trivial / "dodo.py").write_text(TRIVIAL_DODO)
     doit = [sys.executable, "-m", "doit"]
+    from scale import settle
+
     results: dict[str, float] = {}
     floor = instructions([*doit, "only"], trivial, env) if shutil.which("valgrind") else 0
     for task, name in (("rootfs", "noop_real"), ("kernel_mppc", "noop_real_kernel")):
@@ -278,9 +281,8 @@ def measure_real(work: Path, build_dir: str, pairs: int = 9) -> dict[str, float]
             print(f"bench: {name}_ratio left out: {build_dir}: {why}", file=sys.stderr)
             continue
         # As a user repeats it (the shortcut, fwbuild.noop), and evaluated in full.
+        settle(HERE.parent, [*doit, task], env, Path(build_dir))
         for key, run_env in ((name, env), (f"{name}_full", {**env, "FWBUILD_FULL_CHECK": "1"})):
-            for _ in range(2):  # the record: kept by the second no-op at the latest
-                _wait([*doit, task], HERE.parent, run_env)
             ratios, noops = [], []
             for _ in range(pairs):
                 noop = _wait([*doit, task], HERE.parent, run_env)[0]
