@@ -213,8 +213,8 @@ def _unreachable() -> None:  # pragma: no cover - the tasks are up to date by co
 
 
 def _reporter(saved: dict[str, Any]) -> type:
-    """doit's console output as the recorded run printed it, then its report line; the build
-    lock is taken as a full run takes it."""
+    """doit's console output as the recorded run printed it, then its report line (the build
+    lock is held already: :func:`shortcut` took it before it compared)."""
     from doit.reporter import ConsoleReporter
 
     class ShortcutReporter(ConsoleReporter):
@@ -250,8 +250,11 @@ class _Recorder:
         self.seen: dict[str, dict[str, Signature]] = {"stat": {}, "lstat": {}, "listed": {}}
         self.why_not: str | None = None  # why this run's record cannot be kept
         self.active = True
-        with contextlib.suppress(OSError):  # made now, so that it is not a change the run makes
-            self.file.parent.mkdir(mode=0o700, exist_ok=True)
+        # Made now, so that it is not a change the run makes; only in a directory the build has
+        # made its own (fwbuild.trees' marker): a new, empty one must stay empty until adopted.
+        if os.path.exists(os.path.join(self.file.parent.parent, ".fwbuild-owned")):
+            with contextlib.suppress(OSError):
+                self.file.parent.mkdir(mode=0o700, exist_ok=True)
         self.originals = {n: getattr(os, n) for n in ("stat", "lstat", "access", "readlink")}
         self.originals["scandir"] = os.scandir
         # What was read before this began: the modules loaded (doit, the standard library, this
@@ -395,6 +398,7 @@ class _Recorder:
         from fwbuild.fsutil import atomic_write
 
         try:
+            self.file.parent.mkdir(mode=0o700, exist_ok=True)
             atomic_write(self.file, json.dumps(data, separators=(",", ":")), mode=0o600)
         except OSError as exc:
             return f"{self.file}: {exc.strerror}"

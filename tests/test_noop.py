@@ -242,3 +242,14 @@ def test_the_recorder_notes_opens_stats_listings_and_refuses_what_it_cannot_see(
     noop.record(project / "board.toml", project)
     (project / "new.txt").write_text("n")
     assert noop.finish(True, report()).startswith("wrote")
+
+
+def test_an_empty_build_directory_given_is_still_adopted(tmp_path: Path) -> None:
+    """The record's directory is made only in a build directory the build owns: a new, empty
+    one named by FWBUILD_BUILD_DIR must still be empty when the build looks at it."""
+    root = _project(tmp_path)
+    empty = tmp_path / "empty-build"
+    empty.mkdir()
+    run = run_doit(root, "rootfs", env=doit_env(FWBUILD_BUILD_DIR=str(empty)))
+    assert run.returncode == 0 and "rootfs" in run.ran, run.output[-3000:]
+    assert (empty / ".fwbuild-owned").is_file() and (empty / noop.RECORDS).is_dir()
