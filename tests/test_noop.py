@@ -97,6 +97,13 @@ def test_a_second_noop_takes_the_shortcut_and_prints_what_the_first_printed(
     assert LOADED not in run_doit(root, "rootfs").output
     assert db.stat().st_mtime_ns == before
 
+    # a damaged record is no record: a full evaluation, which writes a whole one again
+    record.write_text('{"context": ')
+    damaged = run_doit(root, "rootfs")
+    assert damaged.returncode == 0 and LOADED in damaged.output, damaged.output[-3000:]
+    assert damaged.ran == set() and json.loads(record.read_text())["seen"]
+    assert LOADED not in run_doit(root, "rootfs").output
+
     # another command line is another record; an alias with no actions works the same
     board = root / "configs" / "board.toml"
     board.write_text(board.read_text() + '\n[tasks.top]\ndoc = "t"\nrun = ["install:p00002"]\n')
