@@ -751,7 +751,7 @@ _CCACHE_VERSION: dict[str, str] = {}
 
 def ccache_enabled(board: Board) -> bool:
     """``[cache] ccache = true`` or FWBUILD_CCACHE=1 (the environment wins)."""
-    from fwbuild.config import env_flag
+    from fwbuild.envflag import env_flag
 
     section = board.data.get("cache") or {}
     return env_flag("FWBUILD_CCACHE", bool(section.get("ccache", False)))

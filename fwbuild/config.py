@@ -43,25 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fwbuild.envflag import env_flag
 from fwbuild.errors import ConfigError
 from fwbuild.fsutil import atomic_write
-
-_TRUE = {"1", "yes", "true", "on"}
-_FALSE = {"0", "no", "false", "off", ""}
-
-
-def env_flag(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(
-        f"environment variable {name}={raw!r} is not a boolean; use 1/0, yes/no or true/false"
-    )
 
 
 @dataclass(frozen=True)

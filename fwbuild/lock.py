@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from fwbuild.envflag import env_flag
 from fwbuild.errors import ConfigError
 
 LOCK_NAME = ".lock"
@@ -44,8 +45,6 @@ def lock_build_dir(build: Path, *, out: TextIO | None = None) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            from fwbuild.config import env_flag  # (the board's module: only when it is needed)
-
             holder = _holder(fd)
             if env_flag("FWBUILD_NO_WAIT"):
                 raise ConfigError(

@@ -104,9 +104,11 @@ _NOT_A_BUILD = frozenset({"clean", "dumpdb", "forget", "help", "ignore", "info",
 
 
 def enabled() -> bool:
-    if _NOT_A_BUILD.intersection(sys.argv[1:]):
-        return False
-    return os.environ.get(SWITCH, "").strip().lower() not in {"1", "yes", "true", "on"}
+    """Whether this run may use or keep a record; FWBUILD_FULL_CHECK that is no boolean is a
+    ConfigError (fwbuild.envflag), as every on/off setting is."""
+    from fwbuild.envflag import env_flag
+
+    return not _NOT_A_BUILD.intersection(sys.argv[1:]) and not env_flag(SWITCH)
 
 
 def _context(board_file: Path, project_dir: Path) -> dict[str, Any]:

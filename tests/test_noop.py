@@ -260,3 +260,11 @@ def test_an_empty_build_directory_given_is_still_adopted(tmp_path: Path) -> None
     run = run_doit(root, "rootfs", env=doit_env(FWBUILD_BUILD_DIR=str(empty)))
     assert run.returncode == 0 and "rootfs" in run.ran, run.output[-3000:]
     assert (empty / ".fwbuild-owned").is_file() and (empty / noop.RECORDS).is_dir()
+
+
+def test_a_switch_that_is_no_boolean_is_refused_by_name(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    run = run_doit(root, "rootfs", env=doit_env(**{noop.SWITCH: "maybe"}))
+    assert run.returncode == 2 and run.ran == set(), run.output[-3000:]
+    assert f"{noop.SWITCH}='maybe' is not a boolean; use 1/0" in run.output
+    assert not (root / "build").exists()  # refused before anything was made
