@@ -112,7 +112,7 @@ def measure_noop_and_incremental(work: Path) -> dict[str, float]:
         doit = [sys.executable, "-m", "doit"]
         from scale import settle
 
-        settle(project, [*doit, "rootfs"], _bench_env())  # its no-op record (fwbuild.noop)
+        settle(project, "rootfs", _bench_env())  # its no-op record (fwbuild.noop)
         best = _best_of_interleaved(
             15,
             {
@@ -281,7 +281,7 @@ def measure_real(work: Path, build_dir: str, pairs: int = 9) -> dict[str, float]
             print(f"bench: {name}_ratio left out: {build_dir}: {why}", file=sys.stderr)
             continue
         # As a user repeats it (the shortcut, fwbuild.noop), and evaluated in full.
-        settle(HERE.parent, [*doit, task], env, Path(build_dir))
+        settle(HERE.parent, task, env, Path(build_dir))
         for key, run_env in ((name, env), (f"{name}_full", {**env, "FWBUILD_FULL_CHECK": "1"})):
             ratios, noops = [], []
             for _ in range(pairs):

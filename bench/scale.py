@@ -29,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from support.doitrun import doit_env  # noqa: E402
+from support.doitrun import doit_env, run_until_recorded  # noqa: E402
 from support.scalepkgs import SHAPES, make_scale_project  # noqa: E402
 
 TRIVIAL_DODO = '''\
@@ -71,18 +71,12 @@ def floor(work: Path, runs: int) -> Path:
     return trivial
 
 
-def settle(cwd: Path, argv: list[str], env: dict[str, str], build: Path | None = None) -> None:
-    """Run no-ops until one keeps its record (fwbuild.noop), each once the inputs are 2 s old:
-    the first no-op after a build may still write the board's validation memo. A run that keeps
-    none says why in ``<build>/.noop/<name>.why``."""
-    records = (build or cwd / "build") / ".noop"
-    for _ in range(3):
-        time.sleep(2.1)
-        started = time.time()
-        timed(argv, cwd, env)
-        if not any(p.stat().st_mtime >= started for p in records.glob("*.why")):
-            return
-    print(f"bench: {' '.join(argv)} in {cwd} kept no no-op record", file=sys.stderr)
+def settle(cwd: Path, task: str, env: dict[str, str], build: Path | None = None) -> None:
+    """No-ops until one keeps its record (fwbuild.noop), so that the timed ones take the
+    shortcut; says so when none did."""
+    _, why = run_until_recorded(cwd, task, env=env, build=build, attempts=3)
+    if why:
+        print(f"bench: doit {task} in {cwd} kept no no-op record: {why.strip()}", file=sys.stderr)
 
 
 def measure(work: Path, n: int, shape: str, runs: int = 5) -> dict[str, float | int | str]:
@@ -97,7 +91,7 @@ def measure(work: Path, n: int, shape: str, runs: int = 5) -> dict[str, float | 
         )
     trivial = floor(work, runs)
     full_env = {**env, "FWBUILD_FULL_CHECK": "1"}
-    settle(project, [*doit, "rootfs"], env)
+    settle(project, "rootfs", env)
     best, full, base, rss, full_rss = (float("inf"),) * 3 + (0.0, 0.0)
     for _ in range(runs):  # in turns: load on the machine hits all alike
         wall, peak, _ = timed([*doit, "rootfs"], project, env)

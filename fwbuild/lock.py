@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fwbuild.envflag import env_flag
-from fwbuild.errors import ConfigError
+from fwbuild.errors import BuildError, ConfigError
 
 LOCK_NAME = ".lock"
 _PID_WIDTH = 20  # wider than any pid, so a shorter one never leaves digits of the last behind
@@ -64,3 +64,12 @@ def lock_build_dir(build: Path, *, out: TextIO | None = None) -> None:
         os.close(fd)
         raise
     _held[build] = fd
+
+
+def lock_build_dir_or_exit(build: Path) -> None:
+    """:func:`lock_build_dir` for a doit run: a refusal is its one-line message and exit 2."""
+    try:
+        lock_build_dir(build)
+    except BuildError as exc:
+        print(f"fwbuild: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

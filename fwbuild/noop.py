@@ -152,7 +152,9 @@ def shortcut(board_file: Path, project_dir: Path) -> dict[str, Any] | None:
     try:
         # The run's lock first (as a full run holds it before it looks at a stamp): a build
         # running in this directory now may change what is about to be compared.
-        _lock(Path(saved["build"]))
+        from fwbuild.lock import lock_build_dir_or_exit
+
+        lock_build_dir_or_exit(Path(saved["build"]))
         for kind, entries in saved["seen"].items():
             for path, signature in entries.items():
                 if _probe(path, kind) != signature:
@@ -160,17 +162,6 @@ def shortcut(board_file: Path, project_dir: Path) -> dict[str, Any] | None:
         return _tasks(saved)
     except (KeyError, TypeError, ValueError, AttributeError):  # a record of another shape
         return None
-
-
-def _lock(build: Path) -> None:
-    from fwbuild.errors import BuildError
-    from fwbuild.lock import lock_build_dir
-
-    try:
-        lock_build_dir(build)
-    except BuildError as exc:
-        print(f"fwbuild: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def _tasks(saved: dict[str, Any]) -> dict[str, Any]:

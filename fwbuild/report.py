@@ -407,16 +407,9 @@ def _lock_build(project: Project) -> None:
     """One build per build directory (fwbuild.lock): doit makes the reporter in its main process
     only for commands that run tasks, before the first task, so this is where the lock is taken;
     ``doit list`` and ``doit info`` never wait behind a running build."""
-    import sys
+    from fwbuild.lock import lock_build_dir_or_exit
 
-    from fwbuild.errors import BuildError
-    from fwbuild.lock import lock_build_dir
-
-    try:
-        lock_build_dir(project.board.paths.build)
-    except BuildError as exc:
-        print(f"fwbuild: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    lock_build_dir_or_exit(project.board.paths.build)
 
 
 def doit_settings(project: Project) -> dict[str, Any]:

@@ -8,30 +8,21 @@ import sys
 from pathlib import Path
 
 from support.doitrun import run_doit
-from support.scalepkgs import DODO, minimal_board
+from support.scalepkgs import DODO, minimal_board, recipe
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 import run as bench  # noqa: E402
 
-RECIPE = """\
-import time
 
-from fwbuild.recipe import Package
-
-
-class P(Package):
-    name = "{name}"
-    version = "1"
-    license = "MIT"
-    toolchain = "none"
-
-    def install(self, ctx):
-        ctx.run("sleep", "0.4")  # a command: logged with its seconds
-        time.sleep(0.2)  # in-process work of the stage
-        (ctx.staging / "{name}").write_text("{name}\\n")
-"""
+def _recipe(name: str) -> str:
+    return recipe(
+        name,
+        imports="import time\n\n",
+        install='        ctx.run("sleep", "0.4")  # a command: logged with its seconds\n'
+        "        time.sleep(0.2)  # in-process work of the stage\n",
+    )
 
 
 def _project(root: Path, names: list[str]) -> Path:
@@ -40,7 +31,7 @@ def _project(root: Path, names: list[str]) -> Path:
     (root / "dodo.py").write_text(DODO)
     (root / "configs" / "board.toml").write_text(minimal_board("share", names))
     for name in names:
-        (root / "recipes" / f"{name}.py").write_text(RECIPE.format(name=name))
+        (root / "recipes" / f"{name}.py").write_text(_recipe(name))
     return root
 
 
@@ -61,7 +52,7 @@ def test_the_real_share_is_read_from_stamps_and_logs(tmp_path: Path) -> None:
 
     # A rebuild of one package: the figures are its stages' last runs, and the report is no
     # longer a clean build's, so there is no wall-time share.
-    (project / "recipes" / "pa.py").write_text(RECIPE.format(name="pa") + "# edited\n")
+    (project / "recipes" / "pa.py").write_text(_recipe("pa") + "# edited\n")
     rerun = run_doit(project, *tasks)
     assert rerun.returncode == 0 and "install:pb" not in rerun.ran, rerun.output
     again = bench.measure_clean_real(build)

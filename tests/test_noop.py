@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
-from support.doitrun import DoitRun, doit_env, run_doit
+from support.doitrun import NOOP_SETTLE_S as SETTLE
+from support.doitrun import DoitRun, doit_env, run_doit, run_until_recorded
 from support.scalepkgs import make_scale_project, name_of
 
 from fwbuild import noop
 
 LOADED = "recipe p00000 loaded"
-SETTLE = 2.1  # seconds: fwbuild.noop keeps no record of inputs younger than 2 s
 
 
 def _project(tmp_path: Path, n: int = 3) -> Path:
@@ -49,17 +49,11 @@ def _why(root: Path) -> str:
 
 
 def _recorded(root: Path, *args: str, env: dict[str, str] | None = None) -> DoitRun:
-    """Wait until the inputs are settled, then a full no-op that keeps its record: the first
-    no-op after a build may still write the board's validation memo, and a run that writes is
-    not recorded, so at most two."""
-    for _ in range(2):
-        time.sleep(SETTLE)
-        run = run_doit(root, *args, env=env)
-        assert run.returncode == 0 and run.ran == set(), run.output[-3000:]
-        assert LOADED in run.output, "expected a full evaluation"
-        if not _why(root):
-            break
-    assert _records(root) and not _why(root), _why(root)
+    """A full no-op that keeps its record, once the inputs are settled."""
+    run, why = run_until_recorded(root, *args, env=env)
+    assert run.returncode == 0 and run.ran == set(), run.output[-3000:]
+    assert LOADED in run.output, "expected a full evaluation"
+    assert _records(root) and not why, why
     return run
 
 

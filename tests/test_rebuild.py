@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.doitrun import doit_env, run_doit
+from support.doitrun import doit_env, run_doit, run_until_recorded
 from support.genpkgs import Dist, make_project
 from support.httpserver import FaultServer
 
@@ -115,18 +115,11 @@ MATRIX: list[tuple[str, Callable[[Path], None], set[str]]] = [
 
 
 def _with_a_noop_record(project: Path) -> None:
-    """Settle the inputs and run no-ops until one keeps its record (fwbuild.noop): the change
-    that follows then meets the shortcut, which must see it."""
-    records = project / "build" / ".noop"
-    for _ in range(2):  # the first no-op after a build may still write the board's memo
-        time.sleep(2.1)  # older than 2 s, or a no-op keeps no record
-        run = run_doit(project, "rootfs")
-        assert run.returncode == 0 and run.ran == set(), run.output[-3000:]
-        why = "".join(p.read_text() for p in records.glob("*.why"))
-        if not why:
-            assert list(records.glob("*.json"))
-            return
-    raise AssertionError(f"no no-op record kept: {why}")
+    """A no-op record kept (fwbuild.noop): the change that follows then meets the shortcut,
+    which must see it."""
+    run, why = run_until_recorded(project, "rootfs")
+    assert run.returncode == 0 and run.ran == set(), run.output[-3000:]
+    assert not why and list((project / "build" / ".noop").glob("*.json")), why
 
 
 def test_rebuild_matrix(project: Path) -> None:

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,3 +54,30 @@ def run_doit(
         elif m := _SKIPPED.match(line):
             run.skipped.add(m[1])
     return run
+
+
+NOOP_SETTLE_S = 2.1  # fwbuild.noop keeps no record of inputs younger than 2 s
+
+
+def run_until_recorded(
+    project: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    build: Path | None = None,
+    attempts: int = 2,
+) -> tuple[DoitRun, str]:
+    """No-ops, each once the inputs are settled, until one keeps its record (fwbuild.noop): the
+    first no-op after a fresh build may still write the board's validation memo, which is not
+    a no-op. The last run and why it kept no record ("" when it kept one)."""
+    records = (build or project / "build") / ".noop"
+    why = "no run"
+    for _ in range(attempts):
+        time.sleep(NOOP_SETTLE_S)
+        started = time.time()
+        run = run_doit(project, *args, env=env)
+        if run.returncode:
+            return run, f"exit {run.returncode}"
+        why = "".join(p.read_text() for p in records.glob("*.why") if p.stat().st_mtime >= started)
+        if not why:
+            return run, ""
+    return run, why

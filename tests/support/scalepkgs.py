@@ -17,7 +17,7 @@ from pathlib import Path
 SHAPES = ("chain", "fanin", "dag")
 
 RECIPE = """\
-from fwbuild.recipe import Package
+{imports}from fwbuild.recipe import Package
 
 
 class P(Package):
@@ -28,8 +28,17 @@ class P(Package):
     depends = {depends!r}
 
     def install(self, ctx):
-        (ctx.staging / "{name}").write_text("{name}\\n")
+{install}        (ctx.staging / "{name}").write_text("{name}\\n")
 """
+
+
+def recipe(
+    name: str, depends: tuple[str, ...] = (), *, imports: str = "", install: str = ""
+) -> str:
+    """A trivial package's recipe: its install writes one file, after ``install`` (lines of the
+    method's body, indented 8 spaces) with ``imports`` (lines at the top of the module)."""
+    return RECIPE.format(name=name, depends=tuple(depends), imports=imports, install=install)
+
 
 BOARD = """\
 [board]
@@ -94,5 +103,5 @@ def make_scale_project(root: Path, n: int, shape: str) -> Path:
     (root / "dodo.py").write_text(DODO)
     (root / "configs" / "board.toml").write_text(minimal_board("scale", sorted(wanted)))
     for name, depends in deps.items():
-        (root / "recipes" / f"{name}.py").write_text(RECIPE.format(name=name, depends=depends))
+        (root / "recipes" / f"{name}.py").write_text(recipe(name, depends))
     return root
