@@ -392,19 +392,18 @@ def _checked_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
-def _keep_modes(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    # The members were checked by _checked_members; modes and times stay as packed, owners go
-    # (the extracting user owns the tree).
-    return member.replace(uid=os.geteuid(), gid=os.getegid(), uname="", gname="", deep=False)
-
-
 def unpack(archive: Path, dest: Path) -> None:
     """Unpack into the new directory ``dest``; raises EntryRefused on an unsafe member."""
     import tarfile
 
+    from fwbuild.tarmembers import extract_as_given, owned_here
+
     dest.mkdir()
     with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(dest, members=_checked_members(tar), filter=_keep_modes)
+        # Checked by _checked_members; modes and times stay as packed, owners go (the extracting
+        # user owns the tree).
+        members = (owned_here(member) for member in _checked_members(tar))
+        extract_as_given(tar, dest, members)
     os.chmod(dest, 0o755)
 
 

@@ -15,7 +15,7 @@ could put anything outside the tree or write through a link:
 
 The rules look at the names only, so they neither depend on what ``os.path.realpath`` manages to
 resolve (it gives up past PATH_MAX, which is how CVE-2025-4517 slips past Python's own check) nor
-on the Python version's ``tarfile``; its ``data`` filter still runs after them (modes, owners).
+on the Python version's ``tarfile`` (Debian 12's 3.11.2 has no extraction filters at all).
 Together they make the unpacked tree safe to work in: no directory on the way to an entry is a
 link, and every link resolves inside the tree, because a link only goes up from a real directory
 and then only down, and any link it reaches obeys the same rule. Ordinary relative links inside a
@@ -38,8 +38,8 @@ owners; the file data follows byte for byte, moved from the archive (or the deco
 pipe) to tar's by the kernel (``splice``) without passing through this process. So tar cannot
 read an entry differently from the checks (no parser differential), and an entry reaches tar
 only after it passed: tar never holds an entry the rules would refuse later. Without GNU tar
-(or with ``FWBUILD_UNPACK=python``) ``tarfile`` extracts, with the same checks and its ``data``
-filter.
+(or with ``FWBUILD_UNPACK=python``) ``tarfile`` extracts, with the same checks, each entry's
+mode normalised the same way and owned by the user unpacking (``fwbuild.tarmembers``).
 
 Nothing is left behind on failure: the archive is unpacked into a scratch directory beside
 ``dest`` that is removed on any error. A full disk, a read-only or unwritable destination is
@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from fwbuild.errors import UnpackError
+from fwbuild.tarmembers import current_umask, data_mode, extract_as_given, with_data_modes
 from fwbuild.trees import copy_tree, gnu_tool
 
 __all__ = ["UNPACK_ENV", "copy_tree", "extract_tarball"]  # copy_tree: its home is fwbuild.trees
@@ -218,27 +219,6 @@ class _Layout:
                 )
 
 
-def _check_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    """Python's ``data`` filter, after _Layout.admit: normalises modes and drops owners."""
-    return tarfile.data_filter(member, dest)
-
-
-def _why(exc: tarfile.TarError) -> str:
-    member = getattr(exc, "tarinfo", None)
-    entry = f"entry {member.name!r}" if member is not None else "an entry"
-    reasons = {
-        tarfile.AbsolutePathError: "has an absolute path",
-        tarfile.OutsideDestinationError: "would land outside the tree",
-        tarfile.SpecialFileError: "is a device file or FIFO",
-        tarfile.AbsoluteLinkError: "is a link to an absolute path",
-        tarfile.LinkOutsideDestinationError: "is a link pointing outside the tree",
-    }
-    for kind, reason in reasons.items():
-        if isinstance(exc, kind):
-            return f"{entry} {reason}"
-    return f"{entry} is unsafe ({exc})"
-
-
 def _checked(tar: tarfile.TarFile, layout: _Layout) -> Iterator[tarfile.TarInfo]:
     for member in tar:
         layout.admit(member)
@@ -284,13 +264,6 @@ def extract_tarball(archive: Path, dest: Path, *, package: str, strip_top: bool 
             "files, directories and links that stay inside its tree; check where it came from",
             package=package,
         ) from None
-    except tarfile.FilterError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise UnpackError(
-            f"refusing to unpack {archive}: {_why(exc)}. A source archive must only hold regular "
-            "files, directories and links that stay inside its tree; check where it came from",
-            package=package,
-        ) from None
     except _ToolFailed as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise UnpackError(
@@ -317,7 +290,7 @@ def extract_tarball(archive: Path, dest: Path, *, package: str, strip_top: bool 
 
 def _extract_with_tarfile(archive: Path, staging: Path, layout: _Layout) -> None:
     with tarfile.open(archive) as tar:
-        tar.extractall(staging, members=_checked(tar, layout), filter=_check_member)
+        extract_as_given(tar, staging, with_data_modes(_checked(tar, layout)))
         # tarfile stops at the end-of-archive blocks, before the end of the compressed
         # stream, whose checksum (gzip's CRC, bz2's, xz's) is therefore never verified:
         # read the rest so a damaged archive is an error, not a silently altered tree.
@@ -528,12 +501,6 @@ class _Source:
         self.close()
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _octal(value: int, width: int) -> bytes:
     return b"%0*o\0" % (width - 1, value)
 
@@ -543,13 +510,9 @@ def _header(member: tarfile.TarInfo, name: str, umask: int) -> bytes:
     the mode as the ``data`` filter makes it, no owners. Plain ustar when the fields fit (most
     entries, a few microseconds), else tarfile's pax encoding of the same fields."""
     if member.isreg():
-        mode = member.mode & 0o755
-        if not mode & 0o100:
-            mode &= ~0o111  # not executable by its owner: by nobody
-        mode |= 0o600
-        size, kind, link = member.size, tarfile.REGTYPE, ""
+        mode, size, kind, link = data_mode(member, umask), member.size, tarfile.REGTYPE, ""
     elif member.isdir():
-        mode, size, kind, link = 0o777 & ~umask, 0, tarfile.DIRTYPE, ""
+        mode, size, kind, link = data_mode(member, umask), 0, tarfile.DIRTYPE, ""
     elif member.issym():
         mode, size, kind, link = 0o777, 0, tarfile.SYMTYPE, member.linkname
     else:  # a hard link, to the checked name of a file before it
@@ -676,7 +639,7 @@ _TAR_OPTIONS = (
 
 
 def _extract_with_tar(tool: str, archive: Path, staging: Path, layout: _Layout) -> None:
-    umask = _umask()
+    umask = current_umask()
     env = {**os.environ, "LC_ALL": "C"}  # its messages in English, as os.strerror's are
     env.pop("LANGUAGE", None)
     argv = [tool, "-x", "-f", "-", "-C", str(staging), *_TAR_OPTIONS]
