@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import pytest
 from support.davserver import DavServer, free_port
+from support.debianpython import run_filterless
 from support.doitrun import doit_env, run_doit
 from support.genpkgs import Dist, make_project
 from support.httpserver import FaultServer
@@ -28,6 +29,7 @@ from fwbuild.cache import (
     EntryRefused,
     HttpBackend,
     cache_settings,
+    pack,
     unpack,
 )
 from fwbuild.errors import ConfigError
@@ -252,6 +254,29 @@ def _tar(members: list[tuple[str, str, str]]) -> bytes:
                 info.size = len(target)
                 tar.addfile(info, io.BytesIO(target.encode()))
     return raw.getvalue()
+
+
+def test_debians_python_restores_an_entry(tmp_path: Path) -> None:
+    """A restore under Debian 12's python3 (3.11.2: no extraction filters) makes the packed
+    tree, modes and links as they were, and refuses an unsafe entry as on any other Python."""
+    tree = make_tree(tmp_path / "staging")
+    archive = tmp_path / "entry.tar.gz"
+    pack(tree, archive)
+    code = (
+        "import sys; from pathlib import Path; from fwbuild.cache import EntryRefused, unpack\n"
+        "unpack(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+        "try:\n    unpack(Path(sys.argv[3]), Path(sys.argv[4]))\n"
+        "except EntryRefused as exc:\n    print(exc)\nelse:\n    sys.exit('not refused')\n"
+    )
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(_tar([("link", "sym", "/tmp"), ("link/through", "file", "x")]))
+    restored, refused = tmp_path / "restored", tmp_path / "refused"
+    run_filterless(code, str(archive), str(restored), str(bad), str(refused))
+    assert snapshot(restored) == snapshot(tree)
+    assert (restored / "usr/bin/tool").stat().st_mtime == 1_100_000_000
+    assert (restored / "usr/bin/tool").stat().st_ino == (restored / "usr/bin/tool2").stat().st_ino
+    assert {p.lstat().st_uid for p in restored.rglob("*")} == {os.geteuid()}
+    assert not any(p.name == "through" for p in tmp_path.rglob("*"))
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from support.debianpython import run_filterless
 
 from fwbuild.errors import UnpackError
 from fwbuild.trees import copy_tree
@@ -91,6 +92,8 @@ def test_gnu_tar_and_tarfile_make_the_same_tree(
         extract_tarball(archive, tmp_path / way / "src", package="pkg")
         made[way] = _tree(tmp_path / way / "src")
         assert sorted(p.name for p in (tmp_path / way).iterdir()) == ["src"]
+        owners = {p.lstat().st_uid for p in (tmp_path / way / "src").rglob("*")}
+        assert owners == {os.geteuid()}, (way, owners)  # not the archive's uid 1000
     assert made["tar"] == made["python"]
     tree = made["tar"]
     assert tree["setuid"][1] == 0o755 and tree["group-x"][1] == 0o600  # data filter's modes
@@ -99,6 +102,32 @@ def test_gnu_tar_and_tarfile_make_the_same_tree(
     src = tmp_path / "tar" / "src"
     assert (src / "hard.c").stat().st_ino == (src / "configure").stat().st_ino
     assert os.access(src / "ro", os.W_OK)  # a patch can add files there
+
+
+def test_debians_python_extracts_the_same_tree(tmp_path: Path) -> None:
+    """Debian 12's python3 (3.11.2: no extraction filters) makes, on the tarfile path, the tree
+    GNU tar makes: same modes (set-id dropped), links, data and times, owned by the user."""
+    archive = _archive(tmp_path / "pkg-1.0.tar.gz", tarfile.PAX_FORMAT)
+    extract_tarball(archive, tmp_path / "tar" / "src", package="pkg")
+    bad = tmp_path / "bad-1.0.tar.gz"
+    with tarfile.open(bad, "w:gz") as tar:
+        _member(tar, "bad-1.0/etc", tarfile.SYMTYPE, linkname="/etc")
+        _member(tar, "bad-1.0/etc/evil", tarfile.REGTYPE, data=b"x\n")
+    code = (
+        "import sys; from pathlib import Path; from fwbuild.unpack import extract_tarball\n"
+        "from fwbuild.errors import UnpackError\n"
+        "extract_tarball(Path(sys.argv[1]), Path(sys.argv[2]), package='pkg')\n"
+        "try:\n    extract_tarball(Path(sys.argv[3]), Path(sys.argv[4]), package='bad')\n"
+        "except UnpackError as exc:\n    assert 'refusing to unpack' in str(exc), exc\n"
+        "else:\n    sys.exit('not refused')\n"
+    )
+    dest, refused = tmp_path / "debian" / "src", tmp_path / "refused" / "src"
+    refused.parent.mkdir()
+    run_filterless(code, str(archive), str(dest), str(bad), str(refused),
+                   env={UNPACK_ENV: "python"})  # fmt: skip
+    assert _tree(dest) == _tree(tmp_path / "tar" / "src")
+    assert {p.lstat().st_uid for p in dest.rglob("*")} == {os.geteuid()}
+    assert list(refused.parent.iterdir()) == []  # no tree, no scratch left
 
 
 def test_without_gnu_tar_tarfile_extracts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
