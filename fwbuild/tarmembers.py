@@ -53,7 +53,7 @@ def owned_here(member: tarfile.TarInfo, mode: int | None = None) -> tarfile.TarI
 
 
 def with_data_modes(members: Iterable[tarfile.TarInfo]) -> Iterator[tarfile.TarInfo]:
-    """``members`` as the ``data`` filter would write them: normalised modes, no owners."""
+    """``members`` with the ``data`` filter's modes, owned by the user extracting them."""
     umask = current_umask()
     for member in members:
         yield owned_here(member, data_mode(member, umask))
