@@ -1,10 +1,11 @@
 """What a project's ``dodo.py`` calls: one line turns a board file into doit's tasks.
 
-Before any task exists, the directories the build writes are checked (:func:`check_directories`):
-a build directory whose path has whitespace, or a build, rootfs or output directory that is
-read-only or on a full disk, is refused with what to do, instead of failing minutes later (or
-with a traceback) in the middle of a package. doit's own record of the run is written so that a
-disk filling up mid-build neither ends in a traceback nor leaves that record unreadable
+Before any task exists, the directories the build writes are checked, by name first (never /, a
+home, the project: fwbuild.trees.check_names), then on disk (:func:`check_directories`): a build
+directory whose path has whitespace, or a build, rootfs or output directory that is read-only or
+on a full disk, is refused with what to do, instead of failing minutes later (or with a
+traceback) in the middle of a package. doit's own record of the run is written so that a disk
+filling up mid-build neither ends in a traceback nor leaves that record unreadable
 (:func:`careful_dep_file`). A run whose every input is as the last no-op found it is given that
 no-op's tasks as up to date before the board is even read (fwbuild.noop).
 """
@@ -43,6 +44,9 @@ def load(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
 
         project = Project.load(board_file, project_dir)
         tasks: dict[str, Any] = make_tasks(project)
+        from fwbuild.trees import check_names
+
+        check_names(project)  # by name first: ROOTFS_DIR=/ is refused as /, writable or not
         check_directories(project.board.paths)
         tasks["DOIT_CONFIG"] = doit_config(project)
     except BuildError as exc:

@@ -173,23 +173,31 @@ def write_marker(tree: Path, what: str) -> None:
         fh.write(data)
 
 
-def claim_build_dir(build: Path, guard: Guard) -> None:
-    """Create or adopt the build directory and mark it, so the work trees in it are ours.
+BUILD_SETTING = "FWBUILD_BUILD_DIR ([paths] build)"
 
-    A build directory made before markers existed is recognised by doit's database or a
-    ``stamps/`` directory in it; anything else that is not empty is refused.
-    """
-    setting = "FWBUILD_BUILD_DIR ([paths] build)"
+
+def check_build_dir_name(build: Path, guard: Guard) -> None:
+    """Refuse, by name, a build directory the build may never fill with work trees."""
     probe = Guard(above=tuple(a for a in guard.above if a[0] != _resolved(build)),
                   protected=guard.protected, legacy=guard.legacy)  # fmt: skip
     # never removed whole, so it may hold the download cache (FWBUILD_DL_DIR=build/dl)
     why = refusal(build, probe, whole=False)
     if why is not None:
         raise ConfigError(
-            f"{setting} is {build}, which is {why}: the build creates and replaces work trees "
-            f"in it. Point {setting} at a new or empty directory of its own (or leave it unset "
-            "for the default)"
+            f"{BUILD_SETTING} is {build}, which is {why}: the build creates and replaces work "
+            f"trees in it. Point {BUILD_SETTING} at a new or empty directory of its own (or leave "
+            "it unset for the default)"
         )
+
+
+def claim_build_dir(build: Path, guard: Guard) -> None:
+    """Create or adopt the build directory and mark it, so the work trees in it are ours.
+
+    A build directory made before markers existed is recognised by doit's database or a
+    ``stamps/`` directory in it; anything else that is not empty is refused.
+    """
+    check_build_dir_name(build, guard)
+    setting = BUILD_SETTING
     if (build / MARKER).is_file():
         return
     if build.is_dir() and not build.is_symlink():
@@ -242,14 +250,19 @@ def protected_paths(project: Project) -> dict[Path, str]:
     return paths
 
 
-def guard_for(project: Project) -> Guard:
-    """The project's guard; also creates or adopts (and marks) its build directory."""
-    guard = make_guard(
+def project_guard(project: Project) -> Guard:
+    """What the project's trees may never be; looks at nothing but a few small records."""
+    return make_guard(
         project_dir=project.board.paths.project,
         build_dir=project.board.paths.build,
         protected=protected_paths(project),
         legacy=_legacy_records(project),
     )
+
+
+def guard_for(project: Project) -> Guard:
+    """The project's guard; also creates or adopts (and marks) its build directory."""
+    guard = project_guard(project)
     claim_build_dir(project.board.paths.build, guard)
     return guard
 
@@ -260,11 +273,21 @@ def output_targets(project: Project) -> dict[str, Path]:
     return {"ROOTFS_DIR": paths.rootfs, "FWBUILD_OUTPUT_DIR ([paths] output)": paths.output}
 
 
+def check_names(project: Project, guard: Guard | None = None) -> None:
+    """Refuse, by name alone, a build, rootfs or output directory the build may never fill or
+    replace (/, a home, the project, the download cache...). Run before the disk is asked
+    whether they can be written, so that ``ROOTFS_DIR=/`` says what is wrong with the setting,
+    not that / is not writable by a user (who might then try root)."""
+    guard = guard or project_guard(project)
+    check_build_dir_name(project.board.paths.build, guard)
+    for setting, path in output_targets(project).items():
+        check_target(path, setting, guard)
+
+
 def check_project(project: Project) -> Guard:
     """Refuse, when the project loads, output directories the build may never replace."""
     guard = guard_for(project)
-    for setting, path in output_targets(project).items():
-        check_target(path, setting, guard)
+    check_names(project, guard)
     return guard
 
 

@@ -176,6 +176,18 @@ def test_output_dir_on_the_download_cache_is_refused(built: Path) -> None:
     assert snapshot(dl) == before
 
 
+def test_a_name_is_refused_before_the_disk_is_asked(built: Path) -> None:
+    """A setting refused by name says so even where the disk would refuse the path as well (for
+    a user, ROOTFS_DIR=/ is not writable; here, for any user, a path under a file cannot be
+    made): the setting's fault is the one to fix, and "not writable" would invite trying root."""
+    dl = built / "dl"
+    tarball = next(dl.glob("*.tar.gz"))
+    for setting in ("ROOTFS_DIR", "FWBUILD_OUTPUT_DIR", "FWBUILD_BUILD_DIR"):
+        run = run_doit(built, "rootfs", env=doit_env(**{setting: str(tarball / "tree")}))
+        refused(run, f"{setting}", str(tarball / "tree"), "inside the download cache")
+        assert "is not a directory" not in run.output, run.output
+
+
 def test_rootfs_dir_root_is_refused_by_name(built: Path) -> None:
     # The name alone is refused, before any tree is looked at (checked in-process first, so the
     # build below can never get to touch /).
