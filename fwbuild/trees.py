@@ -197,7 +197,6 @@ def claim_build_dir(build: Path, guard: Guard) -> None:
     ``stamps/`` directory in it; anything else that is not empty is refused.
     """
     check_build_dir_name(build, guard)
-    setting = BUILD_SETTING
     if (build / MARKER).is_file():
         return
     if build.is_dir() and not build.is_symlink():
@@ -206,12 +205,12 @@ def claim_build_dir(build: Path, guard: Guard) -> None:
         legacy = ".doit.db" in names or (build / "stamps").is_dir()
         if names and not legacy and not is_owned(build, guard):
             raise ConfigError(
-                f"{setting} is {build}: it exists, is not empty and was not made by this build "
-                f"(it holds no {MARKER} marker); the build creates and removes work trees in it. "
-                f"Point {setting} at a new or empty directory"
+                f"{BUILD_SETTING} is {build}: it exists, is not empty and was not made by this "
+                f"build (it holds no {MARKER} marker); the build creates and removes work trees "
+                f"in it. Point {BUILD_SETTING} at a new or empty directory"
             )
     elif (build.exists() or build.is_symlink()) and not build.is_dir():
-        raise ConfigError(f"{setting} is {build}, which is not a directory; point it at one")
+        raise ConfigError(f"{BUILD_SETTING} is {build}, which is not a directory; point it at one")
     build.mkdir(parents=True, exist_ok=True)
     write_marker(build, "build directory")
 
@@ -285,7 +284,7 @@ def check_names(project: Project, guard: Guard | None = None) -> None:
 
 
 def check_project(project: Project) -> Guard:
-    """Refuse, when the project loads, output directories the build may never replace."""
+    """When the project loads: adopt its build directory, refuse its trees by name."""
     guard = guard_for(project)
     check_names(project, guard)
     return guard
