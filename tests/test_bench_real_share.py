@@ -50,7 +50,12 @@ def test_the_real_share_is_read_from_stamps_and_logs(tmp_path: Path) -> None:
     assert 0.8 <= commands < 1.2, commands
     figures = clean["clean_real_stage_s"] - clean["clean_real_in_process_s"]
     assert figures == pytest.approx(commands, abs=0.0101), clean
-    assert 0.4 <= clean["clean_real_in_process_s"] < 0.8, clean
+    # The in-process share holds the two sleeps and the engine's own work, never the commands:
+    # were they counted, it would be at least the sleeps plus the commands. (Its engine part is
+    # 0.03 s here, but was 0.43 s in the CI run, on a fresh machine, that failed on the rounding
+    # above. An absolute cap of 0.8 s guessed at that part; this bound is the property itself.)
+    in_process = clean["clean_real_in_process_s"]
+    assert 0.4 <= in_process < 0.4 + commands - 0.01, clean
     pct = 100 * clean["clean_real_in_process_s"] / clean["clean_real_stage_s"]
     assert abs(clean["clean_real_overhead_pct"] - pct) < 1, clean  # (its parts are rounded)
     # every stage ran: the report's wall time is that of a clean build
