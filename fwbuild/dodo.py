@@ -32,23 +32,23 @@ def load(board_file: Path, project_dir: Path | None = None) -> dict[str, Any]:
     from fwbuild import noop
 
     careful_dep_file()
+    project_root = project_dir or board_file.parent.parent
     try:
         # A run whose inputs are as a no-op left them is a no-op too: nothing else is loaded.
-        shortcut = noop.shortcut(board_file, project_dir or board_file.parent.parent)
+        shortcut = noop.shortcut(board_file, project_root)
         if shortcut is not None:
             check_directories(_RecordedPaths(shortcut.pop("paths")))
             return shortcut
-        noop.record(board_file, project_dir or board_file.parent.parent)
+        noop.record(board_file, project_root)
         from fwbuild.project import Project
         from fwbuild.tasks import doit_config, make_tasks
+        from fwbuild.trees import check_names
 
         project = Project.load(board_file, project_dir)
         tasks: dict[str, Any] = make_tasks(project)
-        from fwbuild.trees import check_names
-
-        check_names(project)  # by name first: ROOTFS_DIR=/ is refused as /, writable or not
+        guard = check_names(project)  # by name first: ROOTFS_DIR=/ is refused as /, writable or not
         check_directories(project.board.paths)
-        tasks["DOIT_CONFIG"] = doit_config(project)
+        tasks["DOIT_CONFIG"] = doit_config(project, guard)
     except BuildError as exc:
         print(f"fwbuild: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

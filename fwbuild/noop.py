@@ -245,7 +245,9 @@ class _Recorder:
         self.active = True
         # Made now, so that it is not a change the run makes; only in a directory the build has
         # made its own (fwbuild.trees' marker): a new, empty one must stay empty until adopted.
-        if os.path.exists(os.path.join(self.file.parent.parent, ".fwbuild-owned")):
+        from fwbuild.trees import MARKER
+
+        if os.path.exists(os.path.join(self.file.parent.parent, MARKER)):
             with contextlib.suppress(OSError):
                 self.file.parent.mkdir(mode=0o700, exist_ok=True)
         self.originals = {n: getattr(os, n) for n in ("stat", "lstat", "access", "readlink")}

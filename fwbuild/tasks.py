@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doit.task import DelayedLoader
 
@@ -26,6 +26,9 @@ from fwbuild.errors import BuildError
 from fwbuild.project import Project
 from fwbuild.stages import BY_NAME, STAGES, TABLE, Stage
 from fwbuild.stamps import stamp_matches, write_stamp
+
+if TYPE_CHECKING:
+    from fwbuild.trees import Guard
 
 Creators = dict[str, Callable[[], Any]]  # doit task creators by "task_<name>"
 
@@ -454,11 +457,11 @@ def _unstamp(project: Project, name: str, stage: str) -> None:
     project.stamp_path(name, stage).unlink(missing_ok=True)
 
 
-def doit_config(project: Project) -> dict[str, Any]:
+def doit_config(project: Project, guard: Guard) -> dict[str, Any]:
     from fwbuild.report import build_reporter, doit_settings
-    from fwbuild.trees import check_project
+    from fwbuild.trees import claim_build_dir
 
-    # Creates or adopts the build directory (its marker makes the work trees the build's) and
-    # refuses, by name, output directories the build may never replace (fwbuild.trees).
-    check_project(project)
+    # Creates or adopts the build directory (its marker makes the work trees the build's); its
+    # name and the output trees' were refused before (fwbuild.trees.check_names, with ``guard``).
+    claim_build_dir(project.board.paths.build, guard)
     return {**doit_settings(project), "reporter": build_reporter(project)}  # fwbuild.report

@@ -272,21 +272,15 @@ def output_targets(project: Project) -> dict[str, Path]:
     return {"ROOTFS_DIR": paths.rootfs, "FWBUILD_OUTPUT_DIR ([paths] output)": paths.output}
 
 
-def check_names(project: Project, guard: Guard | None = None) -> None:
+def check_names(project: Project) -> Guard:
     """Refuse, by name alone, a build, rootfs or output directory the build may never fill or
-    replace (/, a home, the project, the download cache...). Run before the disk is asked
-    whether they can be written, so that ``ROOTFS_DIR=/`` says what is wrong with the setting,
-    not that / is not writable by a user (who might then try root)."""
-    guard = guard or project_guard(project)
+    replace (/, a home, the project, the download cache...); returns the project's guard. Run
+    before the disk is asked whether they can be written, so that ``ROOTFS_DIR=/`` says what is
+    wrong with the setting, not that / is not writable by a user (who might then try root)."""
+    guard = project_guard(project)
     check_build_dir_name(project.board.paths.build, guard)
     for setting, path in output_targets(project).items():
         check_target(path, setting, guard)
-
-
-def check_project(project: Project) -> Guard:
-    """When the project loads: adopt its build directory, refuse its trees by name."""
-    guard = guard_for(project)
-    check_names(project, guard)
     return guard
 
 

@@ -22,7 +22,7 @@ import fwbuild
 from fwbuild.project import Project
 from fwbuild.stages import BY_NAME, STAGES, TABLE, Stage
 from fwbuild.stamps import read_stamp, stamp_matches
-from fwbuild.trees import check_project
+from fwbuild.trees import guard_for
 
 
 class Recorder:
@@ -51,7 +51,7 @@ def project(tmp_path: Path, dist: Dist) -> Project:
     root = make_project(tmp_path / "p", dist, "http://127.0.0.1:9")  # nothing is downloaded
     add_own_code_package(root)
     loaded = Project.load(root / "configs" / "board.toml")
-    check_project(loaded)  # adopts the new build directory, as doit_config does
+    guard_for(loaded)  # adopts the new build directory, as doit_config does
     return loaded
 
 
